@@ -1,0 +1,11 @@
+"""``psinfor schemas``: placeholder until the schemas work lands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Placeholder: replaced by the real command group."""
+    parser = subcommands.add_parser("schemas", help="schemas commands")
+    parser.set_defaults(handler=lambda _args: parser.print_help() or 0)
