@@ -1,0 +1,114 @@
+"""The one catalogue of psinfor's Prometheus metrics; stages import these, never declare their own.
+
+Every name starts with ``psinfor_``. Labels stay bounded: stage, topic, partition, target system,
+operation, outcome, reason code. Never an order id, a key or an error message.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Buckets from 1 ms to 60 s: HTTP calls to targets and end-to-end latency share them.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+MESSAGES = Counter(
+    "psinfor_messages_total",
+    "Messages a stage finished with, by outcome: ok (effect durable), invalid (dead-lettered), "
+    "stale (older version dropped), duplicate (already seen event id).",
+    ["stage", "topic", "outcome"],
+)
+"""Every consumed message ends in exactly one outcome; the sum equals what was committed."""
+
+HANDLER_SECONDS = Histogram(
+    "psinfor_handler_duration_seconds",
+    "Time spent in a stage's business handler per message, retries included.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+
+RETRIES = Counter(
+    "psinfor_retries_total",
+    "Retries of the same message after a RetryableError (commit withheld meanwhile).",
+    ["stage", "reason"],
+)
+
+DLQ_MESSAGES = Counter(
+    "psinfor_dlq_messages_total",
+    "Messages written to a dead-letter topic, by stage and short reason code.",
+    ["stage", "reason"],
+)
+
+DLQ_LIMIT_TRIPS = Counter(
+    "psinfor_dlq_limit_trips_total",
+    "Times a stage stopped because too many messages were invalid (a bad deploy, not bad data).",
+    ["stage"],
+)
+
+COMMITS = Counter(
+    "psinfor_commits_total",
+    "Offset commits by outcome (ok, failed).",
+    ["stage", "outcome"],
+)
+
+PRODUCED = Counter(
+    "psinfor_produced_total",
+    "Records acknowledged by the broker, by topic.",
+    ["topic"],
+)
+
+PRODUCE_FAILURES = Counter(
+    "psinfor_produce_failures_total",
+    "Records the broker did not acknowledge (after librdkafka's own retries), by topic.",
+    ["topic"],
+)
+
+TARGET_REQUEST_SECONDS = Histogram(
+    "psinfor_target_request_duration_seconds",
+    "HTTP calls to PrestaShop or Infor, by system, business operation and HTTP status (or 'error').",
+    ["system", "operation", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+
+END_TO_END_SECONDS = Histogram(
+    "psinfor_end_to_end_latency_seconds",
+    "Source event time to target confirmed, by flow (e.g. order_to_infor).",
+    ["flow"],
+    buckets=LATENCY_BUCKETS,
+)
+
+CONSUMER_LAG_MESSAGES = Gauge(
+    "psinfor_consumer_lag_messages",
+    "High watermark minus committed offset, per consumer group and partition.",
+    ["group", "topic", "partition"],
+)
+
+CONSUMER_LAG_SECONDS = Gauge(
+    "psinfor_consumer_lag_seconds",
+    "Age of the oldest uncommitted record (now minus its timestamp), per consumer group and partition.",
+    ["group", "topic", "partition"],
+)
+
+PARTITION_STALLED = Gauge(
+    "psinfor_partition_stalled",
+    "1 when a partition has lag but its committed offset has not moved for the stall window.",
+    ["group", "topic", "partition"],
+)
+
+CIRCUIT_STATE = Gauge(
+    "psinfor_circuit_state",
+    "Per-target circuit breaker: 0 closed, 1 half-open (probing), 2 open (partitions paused).",
+    ["target"],
+)
+
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "psinfor_rate_limit_wait_seconds",
+    "Time a call waited for the per-credential rate limiter.",
+    ["target"],
+    buckets=LATENCY_BUCKETS,
+)
+
+STAGE_UP = Gauge(
+    "psinfor_stage_up",
+    "1 while the stage's loop is running and ready (partitions assigned or HTTP listening).",
+    ["stage"],
+)
