@@ -1,23 +1,44 @@
 """The one typed settings object every ``main()`` builds once and passes down.
 
 Environment variables use the prefix ``PSINFOR_`` and ``__`` between nested names, for example
-``PSINFOR_KAFKA__BOOTSTRAP_SERVERS``. A secret can come from a mounted file instead: set
+``PSINFOR_KAFKA__BOOTSTRAP_SERVERS``; a whole section may also be given as JSON
+(``PSINFOR_SERVICE='{"http_port": 9100}'``), the per-field variables winning. An empty variable counts
+as unset. A secret (a ``SecretStr`` field) can come from a mounted file instead: set
 ``PSINFOR_KAFKA__SASL_PASSWORD_FILE=/run/secrets/kafka`` and the file's content (trailing newline
-stripped) becomes ``kafka.sasl_password``. Nothing here is read at import time; tests build settings in
-code (``Settings(kafka=KafkaSettings(bootstrap_servers=...))``).
+stripped) becomes ``kafka.sasl_password``; setting both the variable and its ``_FILE`` twin is refused.
 
-``load_settings()`` turns every validation problem into one :class:`ConfigError` line that names the
-environment variable, so a bad deploy fails at start-up with a sentence, not a traceback.
+Nothing here is read at import time. Tests build settings in code, and explicit values win over the
+environment: ``Settings(kafka=KafkaSettings(bootstrap_servers=...))`` or
+``load_settings(service={"http_port": 0})`` (a dict merges into what the environment says).
+
+``load_settings()`` is what ``main()`` calls. Every problem becomes one :class:`ConfigError` line that
+names the environment variable: a missing or malformed value, an unreadable secret file, a section's
+JSON that does not parse, and an unknown ``PSINFOR_*`` variable (most likely a typo, so the message
+names the closest supported variable; silence would leave the setting at its default). The variables
+in :data:`NON_SETTINGS_VARIABLES` belong to the test fixtures and are let through.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -31,60 +52,151 @@ from pipeline.errors import ConfigError
 ENV_PREFIX = "PSINFOR_"
 ENV_NESTED_DELIMITER = "__"
 FILE_SUFFIX = "_FILE"
+MASK = "**********"
+
+NON_SETTINGS_VARIABLES: Mapping[str, str] = {
+    "PSINFOR_KAFKA_BOOTSTRAP": "test fixtures only: run the tests against this existing broker",
+    "PSINFOR_REGISTRY_URL": "test fixtures only: run the tests against this existing registry",
+}
+"""``PSINFOR_*`` variables that are not settings (read by the test fixtures), so not typos."""
+
+# Error messages raised by the section validators name fields as ``{field}``; the error reporter
+# replaces each with that field's environment variable, so sections stay unaware of where they nest.
+_FIELD_MARK = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
 class KafkaSettings(_Section):
     """How both Kafka client libraries (librdkafka and aiokafka/faust) reach the cluster."""
 
     bootstrap_servers: str = Field(
-        description="Comma-separated host:port list of brokers, e.g. 127.0.0.1:19092.", min_length=1
+        description="Comma-separated host:port list of brokers, e.g. 127.0.0.1:9092,127.0.0.1:9093."
     )
-    client_id: str = Field("psinfor", description="Client id prefix; each stage appends its own name.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: Path | None = Field(None, description="PEM file of the CA that signed the brokers.")
-    ssl_certificate_location: Path | None = Field(None, description="Client certificate (mutual TLS).")
-    ssl_key_location: Path | None = Field(None, description="Client private key (mutual TLS).")
-    ssl_key_password: SecretStr | None = None
-    ssl_check_hostname: bool = True
+    client_id: str = Field(
+        "psinfor", min_length=1, description="Client id prefix; each stage appends its name."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); needed with SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name; needed with SASL_*.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password; needed with SASL_*.")
+    ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers (default: the system trust store)."
+    )
+    ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate PEM for mutual TLS; set together with the key."
+    )
+    ssl_key_location: Path | None = Field(
+        None, description="Client private key PEM for mutual TLS; set together with the certificate."
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client private key, if any."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Verify that the broker certificate matches its host name (true/false)."
+    )
+
+    _normalise_protocol = field_validator("security_protocol", "sasl_mechanism", mode="before")(_upper)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",") if part.strip()]
+        if not servers:
+            raise ValueError("must list at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
 
     @model_validator(mode="after")
-    def _sasl_needs_credentials(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL_"):
-            missing = [
-                name
-                for name, value in (
-                    ("sasl_mechanism", self.sasl_mechanism),
-                    ("sasl_username", self.sasl_username),
-                    ("sasl_password", self.sasl_password),
-                )
-                if value is None
-            ]
+    def _security_is_consistent(self) -> KafkaSettings:
+        protocol = self.security_protocol
+        uses_sasl = protocol.startswith("SASL_")
+        uses_ssl = protocol.endswith("SSL")
+        sasl: dict[str, object] = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.sasl_password,
+        }
+        if uses_sasl:
+            missing = [name for name, value in sasl.items() if value is None]
             if missing:
-                raise ValueError(f"security_protocol={self.security_protocol} also needs {', '.join(missing)}")
+                needed = ", ".join("{" + name + "}" for name in missing)
+                raise ValueError(f"{{security_protocol}}={protocol} also needs {needed}")
+        else:
+            # A SASL option under a non-SASL protocol means the protocol was forgotten: refuse rather
+            # than connect without the credentials the operator meant to use.
+            stray = [name for name, value in sasl.items() if value is not None]
+            if stray:
+                raise ValueError(
+                    f"{{{stray[0]}}} is set but {{security_protocol}}={protocol} does not use SASL"
+                )
+        tls = {
+            "ssl_ca_location": self.ssl_ca_location,
+            "ssl_certificate_location": self.ssl_certificate_location,
+            "ssl_key_location": self.ssl_key_location,
+            "ssl_key_password": self.ssl_key_password,
+        }
+        if not uses_ssl:
+            stray = [name for name, value in tls.items() if value is not None]
+            if stray:
+                raise ValueError(
+                    f"{{{stray[0]}}} is set but {{security_protocol}}={protocol} does not use TLS"
+                )
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("{ssl_certificate_location} and {ssl_key_location} must be set together")
         return self
 
 
 class RegistrySettings(_Section):
     """A Confluent-compatible Schema Registry (Apicurio's ccompat API in the sandbox)."""
 
-    url: str = Field(description="Base URL of the ccompat API, e.g. http://127.0.0.1:18081/apis/ccompat/v7")
-    basic_auth_user: str | None = None
-    basic_auth_password: SecretStr | None = None
+    url: str = Field(
+        description="Base URL of the Confluent-compatible API, e.g. http://127.0.0.1:8081/apis/ccompat/v7."
+    )
+    basic_auth_user: str | None = Field(None, description="Registry basic-auth user, if it needs one.")
+    basic_auth_password: SecretStr | None = Field(None, description="Registry basic-auth password.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> RegistrySettings:
+        if (self.basic_auth_user is None) != (self.basic_auth_password is None):
+            raise ValueError("{basic_auth_user} and {basic_auth_password} must be set together")
+        return self
 
 
 class RetrySettings(_Section):
     """Backoff for ``RetryableError``: exponential with full jitter, capped, never below Retry-After."""
 
-    initial_backoff_s: float = Field(0.2, gt=0)
-    max_backoff_s: float = Field(30.0, gt=0)
-    multiplier: float = Field(2.0, ge=1)
+    initial_backoff_s: float = Field(0.2, gt=0, description="First retry delay in seconds.")
+    max_backoff_s: float = Field(30.0, gt=0, description="Longest retry delay in seconds.")
+    multiplier: float = Field(2.0, ge=1, description="Each retry's delay is the previous one times this.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError("{max_backoff_s} must not be smaller than {initial_backoff_s}")
+        return self
 
 
 class DlqSettings(_Section):
@@ -94,7 +206,10 @@ class DlqSettings(_Section):
         100, ge=1, description="Stop after this many invalid messages in a row."
     )
     max_invalid_ratio: float = Field(
-        0.5, gt=0, le=1, description="Stop when more than this share of the last `window` messages failed."
+        0.5,
+        gt=0,
+        le=1,
+        description="Stop when more than this share (0-1] of the last `window` messages failed.",
     )
     window: int = Field(1000, ge=1, description="How many recent messages the ratio is computed over.")
     delivery_timeout_s: float = Field(30.0, gt=0, description="How long to wait for a DLQ write's ack.")
@@ -103,11 +218,29 @@ class DlqSettings(_Section):
 class ServiceSettings(_Section):
     """The HTTP side every stage serves (/metrics, /healthz, /readyz) and its logs."""
 
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(0, ge=0, le=65535, description="0 picks a free port (printed at start-up).")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    http_host: str = Field(
+        "127.0.0.1", min_length=1, description="Address /metrics, /healthz, /readyz bind to."
+    )
+    http_port: int = Field(
+        0, ge=0, le=65535, description="Port of that server; 0 picks a free port (logged)."
+    )
+    heartbeat_timeout_s: float = Field(
+        30.0, gt=0, description="/healthz fails when the stage's loop has not reported for this long."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level logged: DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json (one object per line, for collectors) or text (for people)."
+    )
     commit_interval_s: float = Field(1.0, gt=0, description="How often stored offsets are committed.")
+
+    _normalise_level = field_validator("log_level", mode="before")(_upper)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -116,15 +249,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_ignore_empty=True,
+        # Unknown PSINFOR_* variables are reported by load_settings() with a suggestion; BaseSettings
+        # itself must ignore the rest of the environment.
         extra="ignore",
         frozen=True,
     )
 
-    kafka: KafkaSettings
-    registry: RegistrySettings | None = None
-    retry: RetrySettings = RetrySettings()
-    dlq: DlqSettings = DlqSettings()
-    service: ServiceSettings = ServiceSettings()
+    kafka: KafkaSettings = Field(description="Kafka cluster connection.")
+    registry: RegistrySettings | None = Field(None, description="Schema registry; only stages that use Avro.")
+    retry: RetrySettings = Field(RetrySettings(), description="Backoff of retryable failures.")
+    dlq: DlqSettings = Field(DlqSettings(), description="Dead-letter limit.")
+    service: ServiceSettings = Field(ServiceSettings(), description="HTTP endpoints and logging.")
 
     @classmethod
     def settings_customise_sources(
@@ -136,45 +272,100 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit values (tests, CLI flags) win, then *_FILE secrets, then plain environment.
-        return (init_settings, _SecretFileSource(settings_cls), env_settings)
+        return (init_settings, _SecretFileSource(settings_cls), _EnvSource(settings_cls))
 
     def require_registry(self) -> RegistrySettings:
         """The registry settings, or a ConfigError naming the variable for stages that need one."""
         if self.registry is None:
             raise ConfigError(
                 f"{env_name('registry', 'url')} is not set: this command needs the schema registry "
-                "(e.g. http://127.0.0.1:18081/apis/ccompat/v7)"
+                "(e.g. http://127.0.0.1:8081/apis/ccompat/v7)"
             )
         return self.registry
 
+    def secret_values(self) -> list[str]:
+        """The plain values of every secret that is set, for log filters that must never print them."""
+        found: list[str] = []
+
+        def walk(model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+                elif isinstance(value, BaseModel):
+                    walk(value)
+
+        walk(self)
+        return found
+
+
+class _EnvSource(EnvSettingsSource):
+    """The plain environment; a section's JSON that does not parse names its variable."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The *_FILE twins belong to _SecretFileSource; left here they would explode into a
+        # ``sasl_password_file`` field that the sections (extra="forbid") refuse.
+        twins = {(env_name(*path) + FILE_SUFFIX).lower() for path in _secret_paths(self.settings_cls)}
+        return {key: value for key, value in super()._load_env_vars().items() if key.lower() not in twins}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            # pydantic-settings would wrap this in a SettingsError that names neither the variable
+            # nor the problem; ConfigError is not a ValueError, so it passes through untouched.
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"configuration error: {env_name(field_name)} is not a valid JSON object ({detail}); "
+                f"set its fields one by one instead, e.g. {env_name(field_name)}{ENV_NESTED_DELIMITER}..."
+            ) from None
+
 
 class _SecretFileSource(EnvSettingsSource):
-    """Reads ``PSINFOR_<PATH>_FILE`` variables: the named file's content becomes the value of <PATH>."""
+    """Reads ``PSINFOR_<PATH>_FILE`` for secret fields: the named file's content becomes the value."""
 
     def __call__(self) -> dict[str, Any]:
+        environ = {key.upper(): value for key, value in self.env_vars.items() if value is not None}
         nested: dict[str, Any] = {}
-        for var, file_name in self.env_vars.items():
-            upper = var.upper()
-            if not (upper.startswith(ENV_PREFIX) and upper.endswith(FILE_SUFFIX)):
+        for path in _secret_paths(self.settings_cls):
+            variable = env_name(*path) + FILE_SUFFIX
+            file_name = environ.get(variable)
+            if file_name is None:
                 continue
-            path_parts = upper[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split(ENV_NESTED_DELIMITER)
-            if not path_parts or not all(path_parts):
-                continue
+            if environ.get(env_name(*path)) is not None:
+                raise ConfigError(
+                    f"configuration error: both {env_name(*path)} and {variable} are set; keep only one"
+                )
             try:
                 value = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise ConfigError(
-                    f"{upper}: cannot read secret file {file_name!r} ({exc.strerror or exc}); "
+                    f"configuration error: {variable}: cannot read secret file {file_name!r} ({reason}); "
                     "mount the file or unset the variable"
-                ) from exc
+                ) from None
             cursor = nested
-            for part in path_parts[:-1]:
+            for part in path[:-1]:
                 cursor = cursor.setdefault(part, {})
-            cursor[path_parts[-1]] = value
+            cursor[path[-1]] = value
         return nested
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
+
+
+@dataclass(frozen=True)
+class EnvVariable:
+    """One supported environment variable, described from the model (feeds ``psinfor config env``)."""
+
+    name: str
+    type: str
+    default: str
+    description: str
+    secret: bool
+    required: bool
 
 
 def env_name(*path: str | int) -> str:
@@ -182,40 +373,184 @@ def env_name(*path: str | int) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in path)
 
 
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The model class behind ``Section`` or ``Section | None``; None for a leaf type."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None
+
+
+def _leaves(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    for name, info in model.model_fields.items():
+        section = _section_type(info.annotation)
+        if section is None:
+            yield (*prefix, name), info
+        else:
+            yield from _leaves(section, (*prefix, name))
+
+
+def _section_names(model: type[BaseModel]) -> list[str]:
+    return [name for name, info in model.model_fields.items() if _section_type(info.annotation)]
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    annotation = info.annotation
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def _secret_paths(model: type[BaseModel]) -> list[tuple[str, ...]]:
+    return [path for path, info in _leaves(model) if _is_secret(info)]
+
+
+def _type_name(annotation: Any) -> str:
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if typing.get_origin(annotation) is Literal:
+        return " | ".join(str(arg) for arg in args)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    names = {SecretStr: "secret", Path: "path", bool: "bool", int: "int", float: "float", str: "string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def supported_variables(model: type[BaseModel] = Settings) -> list[EnvVariable]:
+    """Every environment variable the settings read, in model order, ``_FILE`` twins after secrets."""
+    optional_sections = {name for name in _section_names(model) if not model.model_fields[name].is_required()}
+    rows: list[EnvVariable] = []
+    for path, info in _leaves(model):
+        secret = _is_secret(info)
+        if info.is_required():
+            default = "(required)" if path[0] not in optional_sections else f"(required to use {path[0]})"
+        elif info.default is None:
+            default = ""
+        elif isinstance(info.default, bool):
+            default = str(info.default).lower()
+        else:
+            default = str(info.default)
+        rows.append(
+            EnvVariable(
+                name=env_name(*path),
+                type=_type_name(info.annotation),
+                default=default,
+                description=info.description or "",
+                secret=secret,
+                required=info.is_required() and path[0] not in optional_sections,
+            )
+        )
+        if secret:
+            rows.append(
+                EnvVariable(
+                    name=env_name(*path) + FILE_SUFFIX,
+                    type="path",
+                    default="",
+                    description=f"File whose content becomes {env_name(*path)} (a mounted secret).",
+                    secret=False,
+                    required=False,
+                )
+            )
+    return rows
+
+
+def _known_names(model: type[BaseModel]) -> set[str]:
+    names = {row.name for row in supported_variables(model)}
+    names.update(
+        env_name(name) for name, info in model.model_fields.items() if _section_type(info.annotation)
+    )
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str], model: type[BaseModel] = Settings) -> list[str]:
+    """One message per ``PSINFOR_*`` variable in ``environ`` that no setting reads, with a suggestion."""
+    known = _known_names(model)
+    problems: list[str] = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NON_SETTINGS_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; `psinfor config env` lists the supported ones"
+        problems.append(f"{variable} is not a psinfor setting{hint}")
+    return problems
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment (and ``overrides``), or raise one readable ConfigError."""
+    """Build the settings from the environment (and ``overrides``), or raise one readable ConfigError.
+
+    Overrides win over the environment; a dict for a section merges into what the environment says.
+    """
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError("configuration error: " + "; ".join(unknown))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from exc
+        raise ConfigError(describe_validation_error(exc)) from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every offending setting by its environment variable."""
+    """One line naming every offending setting by its environment variable; secrets never shown."""
+    secret_names = {env_name(*path) for path in _secret_paths(Settings)}
     problems: list[str] = []
     for error in exc.errors():
-        location = [part for part in error["loc"] if not isinstance(part, int) or part >= 0]
+        location = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
         name = env_name(*location) if location else "settings"
         if error["type"] == "missing":
-            problems.append(f"{name} is required but not set")
+            problems.extend(f"{variable} is required but not set" for variable in _required_under(location))
+        elif error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), ValueError):
+            text = str(error["ctx"]["error"])
+            if _FIELD_MARK.search(text):
+                problems.append(_name_fields(text, location))
+            else:
+                problems.append(f"{name}: {text}{_shown(name, error.get('input'), secret_names)}")
         else:
-            given = error.get("input")
-            shown = "" if isinstance(given, Mapping) or given is None else f" (got {_redact(name, given)!r})"
-            problems.append(f"{name}: {error['msg']}{shown}")
-    return "configuration error: " + "; ".join(problems)
+            problems.append(f"{name}: {error['msg']}{_shown(name, error.get('input'), secret_names)}")
+    line = "configuration error: " + "; ".join(dict.fromkeys(problems))
+    return " ".join(line.split())
 
 
-def _redact(name: str, value: object) -> object:
-    lowered = name.lower()
-    if any(word in lowered for word in ("password", "secret", "token", "key")):
-        return "***"
-    return value
+def _name_fields(text: str, section: tuple[str, ...]) -> str:
+    """Replace each ``{field}`` mark in a section validator's message by that field's variable."""
+
+    def variable(match: re.Match[str]) -> str:
+        return env_name(*section, match.group(1))
+
+    return _FIELD_MARK.sub(variable, text)
+
+
+def _required_under(location: tuple[str, ...]) -> list[str]:
+    """The required leaf variables below a missing setting (the section itself names nothing useful)."""
+    model: type[BaseModel] = Settings
+    for part in location:
+        info = model.model_fields.get(part)
+        section = _section_type(info.annotation) if info is not None else None
+        if section is None:
+            return [env_name(*location)]
+        model = section
+    required = [env_name(*location, name) for name, info in model.model_fields.items() if info.is_required()]
+    return required or [env_name(*location)]
+
+
+def _shown(name: str, given: object, secret_names: set[str]) -> str:
+    if isinstance(given, Mapping) or given is None:
+        return ""
+    if name in secret_names or isinstance(given, SecretStr):
+        return " (value hidden)"
+    return f" (got {given!r})"
 
 
 def environment_snapshot() -> dict[str, str]:
-    """The PSINFOR_ variables of this process (values of secrets masked), for start-up logs."""
+    """The PSINFOR_ variables of this process, secrets and whole-section JSON masked, for start-up logs."""
+    secret_names = {env_name(*path) for path in _secret_paths(Settings)}
+    sections = {
+        env_name(name) for name, info in Settings.model_fields.items() if _section_type(info.annotation)
+    }
     return {
-        key: ("***" if _redact(key, value) == "***" else value)
+        key: (MASK if key.upper() in secret_names | sections else value)
         for key, value in sorted(os.environ.items())
-        if key.startswith(ENV_PREFIX)
+        if key.upper().startswith(ENV_PREFIX)
     }
