@@ -1,0 +1,164 @@
+"""The DLQ limit (consecutive and windowed ratio) and the dead-letter header set."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from pipeline.dlq import DlqLimit, dead_letter_headers
+from pipeline.errors import DlqLimitExceeded, InvalidMessage, StageHalted
+from pipeline.records import SourceRecord
+from pipeline.settings import DlqSettings
+
+
+def _limit(consecutive: int = 100, ratio: float = 1.0, window: int = 1000) -> DlqLimit:
+    return DlqLimit(DlqSettings(max_consecutive_invalid=consecutive, max_invalid_ratio=ratio, window=window))
+
+
+def test_consecutive_limit_allows_exactly_max_in_a_row() -> None:
+    limit = _limit(consecutive=3)
+    for _ in range(3):
+        limit.record_invalid()
+    with pytest.raises(DlqLimitExceeded, match="4 invalid messages in a row"):
+        limit.record_invalid()
+
+
+def test_a_good_message_resets_the_run() -> None:
+    limit = _limit(consecutive=2)
+    for _ in range(10):
+        limit.record_invalid()
+        limit.record_invalid()
+        limit.record_ok()
+    assert limit.consecutive_invalid == 0
+
+
+def test_tripping_message_is_not_recorded() -> None:
+    limit = _limit(consecutive=1)
+    limit.record_invalid()
+    for _ in range(3):
+        with pytest.raises(DlqLimitExceeded):
+            limit.record_invalid()
+    assert limit.consecutive_invalid == 1
+    assert limit.invalid_in_window == 1
+
+
+def test_limit_error_is_a_stage_halt() -> None:
+    limit = _limit(consecutive=1)
+    limit.record_invalid()
+    with pytest.raises(StageHalted):
+        limit.record_invalid()
+
+
+def test_ratio_is_not_judged_before_the_window_is_full() -> None:
+    limit = _limit(ratio=0.5, window=10)
+    # 1 bad of 1 seen is 100 %, but a single message says nothing about the stage.
+    limit.record_invalid()
+    for _ in range(4):
+        limit.record_ok()
+    for _ in range(3):
+        limit.record_invalid()
+        limit.record_ok()
+    assert limit.invalid_in_window == 3  # the first invalid slid out of the window
+
+
+def test_ratio_trips_when_more_than_the_share_of_the_window_is_invalid() -> None:
+    limit = _limit(ratio=0.5, window=10)
+    for _ in range(5):
+        limit.record_invalid()
+        limit.record_ok()
+    # Window: 5 invalid of 10 = 50 %, not more than the limit.
+    assert limit.invalid_in_window == 5
+    # Next invalid pushes out the oldest (invalid) entry: still 5 of 10.
+    limit.record_invalid()
+    assert limit.invalid_in_window == 5
+    # Window is now [ok, inv, ok, inv, ok, inv, ok, inv, ok, inv]; the next invalid replaces an ok: 6/10.
+    with pytest.raises(DlqLimitExceeded, match="6 of the last 10"):
+        limit.record_invalid()
+
+
+def test_window_slides_so_old_failures_are_forgotten() -> None:
+    limit = _limit(ratio=0.3, window=10)
+    for _ in range(3):
+        limit.record_invalid()
+        limit.record_ok()
+    for _ in range(10):
+        limit.record_ok()
+    assert limit.invalid_in_window == 0
+    for _ in range(3):
+        limit.record_invalid()
+        limit.record_ok()
+    with pytest.raises(DlqLimitExceeded):
+        limit.record_invalid()
+
+
+def test_ratio_of_one_only_trips_on_consecutive() -> None:
+    limit = _limit(consecutive=50, ratio=1.0, window=5)
+    for _ in range(50):
+        limit.record_invalid()
+    with pytest.raises(DlqLimitExceeded, match="in a row"):
+        limit.record_invalid()
+
+
+RECORD = SourceRecord(
+    topic="raw.prestashop.orders",
+    partition=2,
+    offset=41,
+    key=b"shop1:orders:7",
+    value=b'{"id": 7}',
+    headers=(("correlation_id", b"c-1"), ("content-type", b"application/json"), ("dlq.reason", b"old")),
+    timestamp_ms=1_700_000_000_123,
+)
+
+
+def test_headers_keep_the_source_ones_and_tell_the_story() -> None:
+    error = InvalidMessage(
+        "unknown_sku",
+        "no product with reference X1",
+        field_path="lines[0].sku",
+        details={"near_matches": "X11,X12", "response": "404 Not Found"},
+    )
+    failed_at = datetime(2026, 1, 2, 4, 5, 6, 789000, tzinfo=timezone(timedelta(hours=1)))
+    headers = dead_letter_headers(RECORD, error, stage="sink-prestashop", attempts=3, failed_at=failed_at)
+    as_dict = dict(headers)
+    assert len(as_dict) == len(headers), "each header name appears once"
+    assert headers[:2] == [("correlation_id", b"c-1"), ("content-type", b"application/json")]
+    assert as_dict == {
+        "correlation_id": b"c-1",
+        "content-type": b"application/json",
+        "dlq.stage": b"sink-prestashop",
+        "dlq.reason": b"unknown_sku",
+        "dlq.error.class": b"pipeline.errors.InvalidMessage",
+        "dlq.error.message": b"no product with reference X1",
+        "dlq.source.topic": b"raw.prestashop.orders",
+        "dlq.source.partition": b"2",
+        "dlq.source.offset": b"41",
+        "dlq.source.timestamp": b"1700000000123",
+        "dlq.attempts": b"3",
+        "dlq.failed_at": b"2026-01-02T03:05:06.789+00:00",
+        "dlq.field_path": b"lines[0].sku",
+        "dlq.detail.near_matches": b"X11,X12",
+        "dlq.detail.response": b"404 Not Found",
+    }
+
+
+def test_subclass_name_and_long_text_are_bounded() -> None:
+    class DecodeFailed(InvalidMessage):
+        pass
+
+    error = DecodeFailed("undecodable", "x" * 10_000)
+    headers = dict(dead_letter_headers(RECORD, error, stage="p", attempts=1, failed_at=datetime.now(UTC)))
+    assert headers["dlq.error.class"].endswith(b"DecodeFailed")
+    assert len(headers["dlq.error.message"].decode()) == 4096
+    assert "dlq.field_path" not in headers
+
+
+def test_naive_failed_at_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        dead_letter_headers(
+            RECORD,
+            InvalidMessage("r", "m"),
+            stage="p",
+            attempts=1,
+            failed_at=datetime(2026, 1, 1),
+        )
