@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -217,7 +217,7 @@ class PipelineProducer:
             log.error("producer closed with undelivered records", extra={"undelivered": remaining})
         return remaining
 
-    def __enter__(self) -> PipelineProducer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
