@@ -1,0 +1,74 @@
+"""Consumer lag in messages and seconds, and the stalled flag, measured on the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import REGISTRY
+
+from pipeline.lag import LagMonitor
+
+pytestmark = pytest.mark.integration
+
+RECORD_TIME_MS = 1_700_000_000_000  # a fixed past instant, so the expected age is exact
+
+
+def _produce(bootstrap: str, topic: str, partition: int, count: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for index in range(count):
+        producer.produce(topic, value=b"x%d" % index, partition=partition, timestamp=RECORD_TIME_MS + index)
+    assert producer.flush(10) == 0
+
+
+def _commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(60)
+def test_lag_in_messages_and_seconds_and_stall(
+    kafka_bootstrap: str, new_topic: Callable[..., str], new_group: Callable[[], str]
+) -> None:
+    topic = new_topic(partitions=2)
+    group = new_group()
+    _produce(kafka_bootstrap, topic, 0, 10)
+    _produce(kafka_bootstrap, topic, 1, 5)
+    # The group finished offsets 0..3 of partition 0 and all of partition 1.
+    _commit(kafka_bootstrap, group, [TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 5)])
+
+    now = [RECORD_TIME_MS / 1000 + 120.0]
+    monitor = LagMonitor(
+        {"bootstrap.servers": kafka_bootstrap}, [group], stall_after_s=60, clock=lambda: now[0]
+    )
+    try:
+        first = {lag.partition: lag for lag in monitor.sample()}
+        assert first[0].messages == 6
+        assert first[0].committed == 4
+        assert first[0].high_watermark == 10
+        # The oldest uncommitted record is offset 4, stamped RECORD_TIME_MS + 4.
+        assert first[0].seconds == pytest.approx(120.0 - 0.004)
+        assert first[1].messages == 0
+        assert first[1].seconds == 0.0
+        assert not first[0].stalled
+
+        labels = {"group": group, "topic": topic, "partition": "0"}
+        assert REGISTRY.get_sample_value("psinfor_consumer_lag_messages", labels) == 6
+        assert REGISTRY.get_sample_value("psinfor_consumer_lag_seconds", labels) == pytest.approx(119.996)
+
+        now[0] += 61.0  # no commit moved for longer than the stall window
+        second = {lag.partition: lag for lag in monitor.sample()}
+        assert second[0].stalled
+        assert not second[1].stalled  # no lag, so never stalled
+        assert REGISTRY.get_sample_value("psinfor_partition_stalled", labels) == 1
+
+        _commit(kafka_bootstrap, group, [TopicPartition(topic, 0, 10)])
+        third = {lag.partition: lag for lag in monitor.sample()}
+        assert third[0].messages == 0
+        assert not third[0].stalled
+    finally:
+        monitor.close()
