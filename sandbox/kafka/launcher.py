@@ -134,26 +134,28 @@ class KafkaCluster:
 
     def __init__(
         self,
-        nodes: int = 1,
-        run_dir: Path | None = None,
+        nodes: int,
+        run_dir: Path,
         *,
         runtime: KafkaRuntime | None = None,
         ports: Sequence[int] | None = None,
         overrides: Mapping[str, str] | None = None,
         attached: bool = True,
         ready_timeout_s: float = 60.0,
+        stop_grace_s: float = 20.0,
     ) -> None:
         if nodes not in (1, 3):
             raise ValueError(f"nodes must be 1 or 3, not {nodes}")
         if ports is not None and len(ports) != nodes:
             raise ValueError(f"{nodes} node(s) need {nodes} port(s), got {len(ports)}")
         self.nodes = nodes
-        self.run_dir = run_dir if run_dir is not None else Path.cwd() / ".kafka-run"
+        self.run_dir = run_dir
         self._runtime = runtime
         self._requested_ports = list(ports) if ports is not None else None
         self._overrides = dict(overrides or {})
         self._attached = attached
         self.ready_timeout_s = ready_timeout_s
+        self.stop_grace_s = stop_grace_s
         self.cluster_id = new_cluster_id()
         self.specs: list[NodeSpec] = []
         self._processes: list[JvmProcess | None] = [None] * nodes
@@ -216,13 +218,19 @@ class KafkaCluster:
                 )
             time.sleep(0.25)
 
-    def stop(self, grace_s: float = 20.0) -> None:
-        """Stop every node: SIGTERM all at once (controlled shutdown), SIGKILL any left after ``grace_s``."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop every node: SIGTERM all at once, SIGKILL any left after ``grace_s`` (or ``stop_grace_s``).
+
+        With three nodes the last one to go cannot finish a controlled shutdown (no quorum left), so it
+        waits out the grace period; tests with throwaway data pass a short one.
+        """
+        grace = self.stop_grace_s if grace_s is None else grace_s
         live = [process for process in self._processes if process is not None]
         for process in live:
             process.terminate()
+        deadline = time.monotonic() + grace
         for process in live:
-            process.stop(grace_s)
+            process.stop(max(0.0, deadline - time.monotonic()))
         self._processes = [None] * self.nodes
 
     def kill_node(self, index: int) -> None:
@@ -268,6 +276,11 @@ class KafkaCluster:
         if not self.specs:
             raise RuntimeError("the cluster has not been started")
         return ",".join(spec.address for spec in self.specs)
+
+    @property
+    def processes(self) -> list[JvmProcess | None]:
+        """Each node's JVM, ``None`` for a node that is down."""
+        return list(self._processes)
 
     @property
     def pids(self) -> list[int | None]:

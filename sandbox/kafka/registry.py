@@ -62,14 +62,14 @@ class RegistryServer:
 
     def __init__(
         self,
-        run_dir: Path | None = None,
+        run_dir: Path,
         *,
         runtime: RegistryRuntime | None = None,
         port: int | None = None,
         attached: bool = True,
         ready_timeout_s: float = 90.0,
     ) -> None:
-        self.run_dir = run_dir if run_dir is not None else Path.cwd() / ".registry-run"
+        self.run_dir = run_dir
         self._runtime = runtime
         self._requested_port = port
         self._attached = attached
@@ -96,6 +96,11 @@ class RegistryServer:
     def log_path(self) -> Path:
         """The registry's console log."""
         return self.run_dir / "registry.log"
+
+    @property
+    def process(self) -> JvmProcess | None:
+        """The JVM while it runs."""
+        return self._process
 
     @property
     def pid(self) -> int | None:

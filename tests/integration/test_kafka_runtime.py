@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from sandbox.kafka.launcher import KafkaCluster
 from tests.conftest import NewTopicFactory
 
 pytestmark = pytest.mark.integration
@@ -116,3 +118,100 @@ def test_registry_global_rule_is_backward_transitive(registry: SchemaRegistryCli
 
     assert client.get_compatibility() == "BACKWARD_TRANSITIVE"
     assert client.test_compatibility(subject, Schema(json.dumps(v2), "AVRO")) is False
+
+
+# -- (b) three nodes: a leader killed with -9 loses no acknowledged record -----------------------------
+
+FAILOVER_RECORDS_PER_PHASE = 1000
+
+
+@pytest.fixture(scope="module")
+def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    # A short stop grace: the last node cannot shut down cleanly without a quorum, and the data is throwaway.
+    with KafkaCluster(3, tmp_path_factory.mktemp("kafka-3-nodes"), stop_grace_s=5) as cluster:
+        yield cluster
+
+
+class _Acks:
+    """Delivery reports of one producer: which ids the cluster acknowledged, and the failures."""
+
+    def __init__(self) -> None:
+        self.acked: set[int] = set()
+        self.failed: list[str] = []
+
+    def report(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
+            self.acked.add(int(message.key()))
+        else:
+            self.failed.append(str(error))
+
+
+def _produce_phase(producer: Producer, topic: str, ids: range, acks: _Acks) -> None:
+    for record_id in ids:
+        while True:
+            try:
+                producer.produce(topic, key=str(record_id), value=f"r{record_id}", on_delivery=acks.report)
+                break
+            except BufferError:
+                producer.poll(0.1)  # queue full while the partition has no leader: wait, do not drop
+        producer.poll(0)
+
+
+def _wait_until(condition: Callable[[], bool], producer: Producer, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        producer.poll(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_nodes: KafkaCluster) -> None:
+    admin = three_nodes.admin()
+    topic = f"failover-{uuid.uuid4().hex[:8]}"
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})]
+    )[topic].result(timeout=30)
+    _wait_until(
+        lambda: admin.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].leader >= 0,
+        Producer({"bootstrap.servers": three_nodes.bootstrap_servers}),
+        30,
+        "a leader",
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": three_nodes.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "delivery.timeout.ms": 90000,
+        }
+    )
+    acks = _Acks()
+    n = FAILOVER_RECORDS_PER_PHASE
+
+    _produce_phase(producer, topic, range(0, n), acks)
+    _wait_until(lambda: len(acks.acked) >= n // 2, producer, 30, "acks before the kill")
+    leader_id = admin.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].leader
+    three_nodes.kill_node(leader_id - 1)
+    acked_at_kill = len(acks.acked)
+
+    _produce_phase(producer, topic, range(n, 2 * n), acks)
+    _wait_until(lambda: any(i >= n for i in acks.acked), producer, 60, "acks after the kill")
+    three_nodes.restart_node(leader_id - 1)
+    _produce_phase(producer, topic, range(2 * n, 3 * n), acks)
+    assert producer.flush(120) == 0
+
+    consumed = _consume_all(
+        three_nodes.bootstrap_servers, topic, f"failover-{uuid.uuid4().hex[:8]}", len(acks.acked), 60
+    )
+    consumed_ids = [int(m.key()) for m in consumed]
+    print(
+        f"\nfailover: produced={3 * n} acked={len(acks.acked)} (at kill: {acked_at_kill}) "
+        f"failed={len(acks.failed)} consumed={len(consumed_ids)} unique={len(set(consumed_ids))} "
+        f"killed node {leader_id}"
+    )
+    lost = acks.acked - set(consumed_ids)
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:10]}"
+    assert any(i >= n for i in acks.acked), "nothing was acknowledged after the leader was killed"
+    assert len(acks.acked) == 3 * n, f"not every record was acknowledged: {acks.failed[:5]}"
