@@ -600,3 +600,29 @@ async def test_detect_version_from_the_psws_version_header() -> None:
     assert detected.supports_patch
     assert detected.customer_secure_fields_read_only
     assert not PsVersion.parse("1.7.8.8").supports_patch
+
+
+async def test_tracking_on_17_puts_the_whole_carrier_row() -> None:
+    shop = FakeShop(version="1.7.8.8", order_carriers=[_fixture("order_carriers")])
+    await shop.client().set_tracking_number(1, "TRK-1")
+    put = shop.writes[0]
+    assert put.method == "PUT"
+    sent = _body(put)
+    assert (sent["id"], sent["id_order"], sent["id_carrier"], sent["tracking_number"]) == (
+        "1",
+        "1",
+        "2",
+        "TRK-1",
+    )
+    assert sent["date_add"] == "2021-07-23 23:18:42"
+    assert shop.data["order_carriers"][0]["shipping_cost_tax_incl"] == "2.000000"
+
+
+async def test_i18n_values_are_written_per_language() -> None:
+    several = [{"id": "1", "value": "T-shirt"}, {"id": "2", "value": "Tee & <shirt>"}]
+    shop = FakeShop(version="1.7.8.8", products=[dict(_fixture("products"), name=several)])
+    await shop.client().update_product(1, {"price": Decimal("19.5")})
+    document = ET.fromstring(shop.writes[0].content)  # noqa: S314  (our own client's output)
+    languages = document.findall("./product/name/language")
+    assert [(e.get("id"), e.text) for e in languages] == [("1", "T-shirt"), ("2", "Tee & <shirt>")]
+    assert document.findtext("./product/price") == "19.5"
