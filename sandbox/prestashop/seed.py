@@ -730,3 +730,36 @@ def _orders(store: Store, shop: Shop, rng: random.Random, epoch: datetime) -> No
             if key == "PS_OS_SHIPPING":
                 for carrier in store.find("order_carriers", "id_order", str(order.id)):
                     shop.set_tracking(carrier, f"1Z{rng.randrange(10**9, 10**10)}")
+
+
+def load_records(store: Store, records: list[tuple[str, dict[str, object]]]) -> None:
+    """Insert JSON records as ``GET /api/<resource>?display=full&output_format=JSON`` returned them.
+
+    ``records`` are (resource, data) pairs such as the fixture file's lines. Values are stored
+    as given (strings stay strings, ``null`` stays NULL); an i18n field given as a string sets every
+    installed language; associations PrestaShop stores itself (groups, categories, ...) are kept,
+    the computed ones (order_rows, combinations, stock_availables) come from the loaded tables.
+    """
+    for resource_name, data in records:
+        resource = store.resource(resource_name)
+        values: dict[str, Value] = {}
+        for fdef in resource.fields:
+            if fdef.name == "id" or fdef.name not in data:
+                continue
+            raw = data[fdef.name]
+            if fdef.i18n:
+                if isinstance(raw, list):
+                    values[fdef.name] = {int(item["id"]): str(item["value"]) for item in raw}
+                else:
+                    values[fdef.name] = _lang(store, "" if raw is None else str(raw))
+            else:
+                values[fdef.name] = raw if raw is None or isinstance(raw, str | int | float) else str(raw)
+        assoc_data = data.get("associations")
+        assoc: dict[str, list[dict[str, str]]] = {}
+        if isinstance(assoc_data, dict):
+            for name, rows in assoc_data.items():
+                if name not in ("order_rows", "combinations", "stock_availables") and isinstance(rows, list):
+                    assoc[name] = [{str(k): str(v) for k, v in row.items()} for row in rows]
+        entity_id = data["id"]
+        assert isinstance(entity_id, int)
+        store.insert(resource_name, values, entity_id=entity_id, assoc=assoc)
