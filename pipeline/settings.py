@@ -27,8 +27,10 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -243,6 +245,91 @@ class ServiceSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class PrestaShopSettings(_Section):
+    """How the poller reaches one shop's webservice (``/api/``) with its webservice key."""
+
+    base_url: str = Field(
+        description="Shop root URL, e.g. https://shop.example (a trailing /api is accepted)."
+    )
+    ws_key: SecretStr = Field(description="Webservice key (32 characters), sent as the Basic-auth user name.")
+    shop_id: int = Field(1, ge=1, description="The shop's id; the first part of every raw record key.")
+    time_zone: str | None = Field(
+        None, description="Shop time zone (IANA name); default: the shop's own PS_TIMEZONE, read once."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect timeout of a request.")
+    timeout_s: float = Field(
+        30.0, gt=0, description="Read/write timeout of a request (display=full is slow)."
+    )
+    page_size: int = Field(
+        100, ge=1, le=1000, description="Rows per list request (display=full loads each row: keep modest)."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _shop_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value.strip()
+
+
+class PollerSettings(_Section):
+    """The PrestaShop webservice poller: cadences, overlap and where a first run starts."""
+
+    interval_s: float = Field(5.0, gt=0, description="Pause between two incremental date_upd polls.")
+    overlap_s: int = Field(
+        10,
+        ge=1,
+        description="Each poll re-reads this many seconds before the watermark (late commits; rows seen "
+        "again are dropped by (id, date_upd)).",
+    )
+    start_at: str = Field(
+        "1970-01-02 00:00:00",
+        description="Shop-local YYYY-MM-DD HH:MM:SS a first run (no stored watermark) starts from.",
+    )
+    carriers_scan_interval_s: float = Field(
+        300.0, gt=0, description="Pause between full scans of order_carriers (tracking numbers)."
+    )
+    stock_scan_interval_s: float = Field(
+        300.0, gt=0, description="Pause between full scans of stock_availables."
+    )
+    progress_interval_s: float = Field(
+        10.0, gt=0, description="How often a running poll logs its progress (records/s, watermark)."
+    )
+    checkpoint_interval_s: float = Field(
+        1.0, gt=0, description="How often a running poll persists its acknowledged watermark."
+    )
+    notifications: bool = Field(
+        True, description="Re-read resources named by webhook notifications on the raw topics (true/false)."
+    )
+    group_id: str = Field(
+        "psinfor-prestashop-poller", min_length=1, description="Consumer group of the notification reader."
+    )
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name from the catalogue (as `topics apply --prefix`)."
+    )
+
+    @field_validator("start_at")
+    @classmethod
+    def _shop_timestamp(cls, value: str) -> str:
+        try:
+            parsed = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise ValueError(f"{value!r} is not YYYY-MM-DD HH:MM:SS") from None
+        return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
 class Settings(BaseSettings):
     """Everything a psinfor process needs. Build it once with :func:`load_settings` in ``main()``."""
 
@@ -261,6 +348,10 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(RetrySettings(), description="Backoff of retryable failures.")
     dlq: DlqSettings = Field(DlqSettings(), description="Dead-letter limit.")
     service: ServiceSettings = Field(ServiceSettings(), description="HTTP endpoints and logging.")
+    prestashop: PrestaShopSettings | None = Field(
+        None, description="PrestaShop webservice; only stages that read or write the shop."
+    )
+    poller: PollerSettings = Field(PollerSettings(), description="PrestaShop webservice poller.")
 
     @classmethod
     def settings_customise_sources(
@@ -282,6 +373,15 @@ class Settings(BaseSettings):
                 "(e.g. http://127.0.0.1:8081/apis/ccompat/v7)"
             )
         return self.registry
+
+    def require_prestashop(self) -> PrestaShopSettings:
+        """The webservice settings, or a ConfigError naming the variables a shop client needs."""
+        if self.prestashop is None:
+            raise ConfigError(
+                f"{env_name('prestashop', 'base_url')} and {env_name('prestashop', 'ws_key')} are not set: "
+                "this command reads the PrestaShop webservice"
+            )
+        return self.prestashop
 
     def secret_values(self) -> list[str]:
         """The plain values of every secret that is set, for log filters that must never print them."""
