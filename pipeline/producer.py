@@ -17,6 +17,8 @@ as ``RetryableError`` (the webhook answers 503 + Retry-After); a record the brok
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -197,6 +199,46 @@ class PipelineProducer:
         if not done.wait(timeout):
             raise RetryableError(f"record to {topic} not acknowledged within {timeout:g}s", retry_after=1.0)
         delivery = outcome[0]
+        if delivery.error is not None:
+            raise delivery.error
+        return delivery.partition, delivery.offset
+
+    async def produce_acked(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: HeaderList = (),
+        ack_timeout_s: float = 10.0,
+    ) -> tuple[int, int]:
+        """The asyncio twin of :meth:`produce_and_wait`: return ``(partition, offset)`` only after the
+        broker acknowledged this record, without blocking the event loop.
+
+        Same errors: ``RetryableError`` when no ack came within ``ack_timeout_s`` seconds (the record
+        stays queued and may still land), the queue is full or the broker is unreachable;
+        :class:`ProduceError` if refused for good.
+        Call it from a coroutine running on the loop that should be woken.
+        """
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[Delivery] = loop.create_future()
+
+        def settle(delivery: Delivery) -> None:
+            if not acked.done():
+                acked.set_result(delivery)
+
+        def on_delivery(delivery: Delivery) -> None:
+            # Runs on the poll thread: hand the outcome to the loop's thread, the only one that may
+            # touch the future. A loop already closed (shutdown) has nobody left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, delivery)
+
+        self.produce(topic, key, value, headers, on_delivery)
+        try:
+            delivery = await asyncio.wait_for(acked, ack_timeout_s)
+        except TimeoutError:
+            raise RetryableError(
+                f"record to {topic} not acknowledged within {ack_timeout_s:g}s", retry_after=1.0
+            ) from None
         if delivery.error is not None:
             raise delivery.error
         return delivery.partition, delivery.offset

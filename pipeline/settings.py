@@ -20,6 +20,8 @@ in :data:`NON_SETTINGS_VARIABLES` belong to the test fixtures and are let throug
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import os
 import re
@@ -245,6 +247,83 @@ class ServiceSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class WebhookReceiverSettings(_Section):
+    """The signed-webhook receiver (`psinfor ingest prestashop-webhooks`), served on `service`'s address."""
+
+    secrets: SecretStr = Field(
+        description="Webhook signing secrets, whsec_<base64>, space- or comma-separated (old and new while "
+        "rotating); any one that matches is accepted."
+    )
+    shop_keys: str = Field(
+        description="Comma-separated shop keys accepted in /webhooks/prestashop/{shop_key}; others get 401."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest webhook body accepted; larger ones get 413 unread."
+    )
+    timestamp_tolerance_s: float = Field(
+        300.0, gt=0, description="webhook-timestamp may be at most this many seconds from now (replay guard)."
+    )
+    accept_legacy_signature: bool = Field(
+        False,
+        description="Also accept X-PS-Signature: sha256=<hex> (no timestamp, so no replay protection).",
+    )
+    dedupe_window_s: float = Field(
+        86_400.0, gt=0, description="How long an acknowledged webhook-id is remembered to absorb retries."
+    )
+    dedupe_max_entries: int = Field(
+        1_000_000, ge=1, description="Most webhook-ids remembered; the oldest are forgotten first."
+    )
+    ack_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for the broker's ack before answering 503."
+    )
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After (seconds) sent with 503 when Kafka is unavailable."
+    )
+    topic_prefix: str = Field(
+        "", description="Prepended to every raw topic name from the catalogue (as `topics apply --prefix`)."
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec_list(cls, value: SecretStr) -> SecretStr:
+        tokens = _split_list(value.get_secret_value())
+        if not tokens:
+            raise ValueError("must list at least one whsec_<base64> secret")
+        for position, token in enumerate(tokens, start=1):
+            if not token.startswith("whsec_"):
+                raise ValueError(f"secret #{position} does not start with whsec_")
+            try:
+                key = base64.b64decode(token[len("whsec_") :], validate=True)
+            except binascii.Error:
+                raise ValueError(f"secret #{position} is not whsec_ followed by base64") from None
+            if len(key) < 16:
+                raise ValueError(f"secret #{position} is shorter than 16 bytes; generate a longer one")
+        return value
+
+    @field_validator("shop_keys")
+    @classmethod
+    def _shop_key_list(cls, value: str) -> str:
+        keys = _split_list(value)
+        if not keys:
+            raise ValueError("must list at least one shop key")
+        for key in keys:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+                raise ValueError(f"{key!r} is not a shop key (letters, digits, _ . -, at most 64)")
+        return ",".join(keys)
+
+    def secret_list(self) -> list[SecretStr]:
+        """Each configured secret on its own, in the order given."""
+        return [SecretStr(token) for token in _split_list(self.secrets.get_secret_value())]
+
+    def shop_key_set(self) -> frozenset[str]:
+        """The accepted shop keys."""
+        return frozenset(_split_list(self.shop_keys))
+
+
+def _split_list(value: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", value.strip()) if part]
+
+
 class PrestaShopSettings(_Section):
     """How the poller reaches one shop's webservice (``/api/``) with its webservice key."""
 
@@ -352,6 +431,9 @@ class Settings(BaseSettings):
         None, description="PrestaShop webservice; only stages that read or write the shop."
     )
     poller: PollerSettings = Field(PollerSettings(), description="PrestaShop webservice poller.")
+    webhooks: WebhookReceiverSettings | None = Field(
+        None, description="Signed-webhook receiver; only the prestashop-webhooks ingest service."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -373,6 +455,15 @@ class Settings(BaseSettings):
                 "(e.g. http://127.0.0.1:8081/apis/ccompat/v7)"
             )
         return self.registry
+
+    def require_webhooks(self) -> WebhookReceiverSettings:
+        """The webhook receiver settings, or a ConfigError naming the variables the receiver needs."""
+        if self.webhooks is None:
+            raise ConfigError(
+                f"{env_name('webhooks', 'secrets')} and {env_name('webhooks', 'shop_keys')} are not set: "
+                "the webhook receiver needs its signing secrets (whsec_...) and the accepted shop keys"
+            )
+        return self.webhooks
 
     def require_prestashop(self) -> PrestaShopSettings:
         """The webservice settings, or a ConfigError naming the variables a shop client needs."""
