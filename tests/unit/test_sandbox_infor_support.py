@@ -74,8 +74,8 @@ class IonClient:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.http.get(self.api_base + path, headers=self.headers(), **kwargs)
+    def get(self, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return self.http.get(self.api_base + path, headers=self.headers() | (headers or {}), **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.post(self.api_base + path, headers=self.headers(), **kwargs)
