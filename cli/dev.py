@@ -41,7 +41,7 @@ from sandbox.kafka.runtime import default_cache_dir, fetch_runtime
 
 _KAFKA_MARKER = "kafka.Kafka"
 _REGISTRY_MARKERS = ("-jar", "quarkus.http.port")
-STOP_GRACE_S = 15.0
+STOP_GRACE_S = 10.0  # the last of three nodes cannot shut down cleanly without a quorum
 
 
 def default_state_dir() -> Path:

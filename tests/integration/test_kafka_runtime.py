@@ -4,9 +4,12 @@ enforces BACKWARD_TRANSITIVE, and a 3-node cluster loses no acknowledged record 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from sandbox.kafka.jvm import pid_alive
 from sandbox.kafka.launcher import KafkaCluster
 from tests.conftest import NewTopicFactory
 
@@ -215,3 +219,35 @@ def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_n
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:10]}"
     assert any(i >= n for i in acks.acked), "nothing was acknowledged after the leader was killed"
     assert len(acks.acked) == 3 * n, f"not every record was acknowledged: {acks.failed[:5]}"
+
+
+# -- (c) the CLI: detached brokers outlive the command, status sees them, down stops them ----------
+
+
+def _psinfor(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_dev_kafka_up_status_down(tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path)]
+    try:
+        up = _psinfor("dev", "kafka", "up", *state)
+        assert up.returncode == 0, up.stderr
+        export = next(line for line in up.stdout.splitlines() if line.startswith("export "))
+        bootstrap = export.split("=", 1)[1]
+        # The command has exited; the broker it started must still serve.
+        assert len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).brokers) == 1
+
+        status = _psinfor("dev", "kafka", "status", *state)
+        assert status.returncode == 0, status.stdout
+        assert "1/1 process(es) alive, 1 broker(s) answering" in status.stdout
+        pids = json.loads((tmp_path / "kafka" / "state.json").read_text())["pids"]
+    finally:
+        down = _psinfor("dev", "kafka", "down", *state)
+    assert down.returncode == 0, down.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    assert _psinfor("dev", "kafka", "status", *state).returncode == 1
