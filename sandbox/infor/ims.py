@@ -189,14 +189,17 @@ def build_inbound_router(tenant: Tenant, config: InboundConfig, store: InboundSt
 
     async def multipart(request: Request, status: int) -> Response:
         try:
-            form = await request.form()
-            parameter_part, payload_part = form.get("ParameterRequest"), form.get("MessagePayload")
-            if parameter_part is None or payload_part is None:
-                raise ImsRefusedError(400, "Parts ParameterRequest and MessagePayload are required")
-            raw_parameters = (
-                parameter_part if isinstance(parameter_part, str) else await parameter_part.read()
-            )
-            payload = payload_part.encode() if isinstance(payload_part, str) else await payload_part.read()
+            # The form owns spooled upload files: close them however the message ends.
+            async with request.form() as form:
+                parameter_part, payload_part = form.get("ParameterRequest"), form.get("MessagePayload")
+                if parameter_part is None or payload_part is None:
+                    raise ImsRefusedError(400, "Parts ParameterRequest and MessagePayload are required")
+                raw_parameters = (
+                    parameter_part if isinstance(parameter_part, str) else await parameter_part.read()
+                )
+                payload = (
+                    payload_part.encode() if isinstance(payload_part, str) else await payload_part.read()
+                )
             parameters = json.loads(raw_parameters)
             if not isinstance(parameters, dict):
                 raise ImsRefusedError(400, "ParameterRequest must be a JSON object")
