@@ -112,3 +112,19 @@ STAGE_UP = Gauge(
     "1 while the stage's loop is running and ready (partitions assigned or HTTP listening).",
     ["stage"],
 )
+
+WEBHOOK_REQUESTS = Counter(
+    "psinfor_webhook_requests_total",
+    "Webhook requests answered by an ingest receiver, by source, HTTP status and outcome (accepted, "
+    "duplicate, or the bounded refusal code such as signature_mismatch or kafka_unavailable).",
+    ["source", "status", "outcome"],
+)
+"""Refusals are expected at some rate (retries, rotation mistakes); a rising 401/503 share is the alarm."""
+
+WEBHOOK_PRODUCE_SECONDS = Histogram(
+    "psinfor_webhook_produce_seconds",
+    "Time from handing a webhook's record to the producer until the broker acknowledged it (or gave up).",
+    ["source", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+"""The part of a webhook's response time spent waiting for Kafka; the rest is HTTP and verification."""

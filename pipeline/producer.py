@@ -243,6 +243,14 @@ class PipelineProducer:
             raise delivery.error
         return delivery.partition, delivery.offset
 
+    def broker_reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the cluster answered a metadata request within ``timeout_s`` (blocks that long)."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
+
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for every queued record's fate; returns how many are still queued."""
         remaining: int = self._producer.flush(timeout)
