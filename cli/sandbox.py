@@ -1,7 +1,8 @@
 """``psinfor sandbox``: run the vendor sandboxes standalone so any HTTP client can be pointed at them.
 
 ``psinfor sandbox prestashop --port 8080 --seed 1 --ws-key KEY`` serves a seeded PrestaShop webservice
-(see ``sandbox.prestashop``) until interrupted.
+(see ``sandbox.prestashop``) until interrupted; ``psinfor sandbox infor --port 8090 --tenant T
+--ionapi-out FILE`` serves the ION API gateway, M3 MI and IMS (see ``sandbox.infor``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import argparse
 import base64
 
+from cli.sandbox_infor import add_infor_parser
+
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sandbox`` group and its subcommands."""
-    parser = subcommands.add_parser("sandbox", help="run a vendor sandbox server (PrestaShop, ...)")
+    parser = subcommands.add_parser(
+        "sandbox", help="run a vendor sandbox server (PrestaShop webservice, Infor ION API / M3 / IMS)"
+    )
 
     def show_help(_args: argparse.Namespace) -> int:
         parser.print_help()
@@ -21,6 +26,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(handler=show_help)
     servers = parser.add_subparsers(title="sandboxes", metavar="SANDBOX")
     _register_prestashop(servers)
+    add_infor_parser(servers)
 
 
 def _register_prestashop(servers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
