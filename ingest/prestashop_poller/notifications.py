@@ -1,0 +1,197 @@
+"""Webhook thin notifications make the poller re-read the named resource now.
+
+The webhook receiver writes what the shop POSTed to ``raw.prestashop.*`` with header
+``source=prestashop-webhook``. Such a record is a NOTIFICATION: it says "resource R id N changed",
+but its body may be stale or partial (ps_webhooks dumps a PHP object; the Standard Webhooks body
+carries only ``data`` about the event). The poller consumes the raw topics, and for each notification
+re-reads the resource through the webservice and writes the full record as a SNAPSHOT with
+``source=prestashop-poll`` (same format as the orders loop and the scans, header
+``trigger=notification``, ``correlation_id`` carried over from the notification).
+
+How the processors tell them apart (the contract): only records whose ``source`` header is
+``prestashop-poll`` are snapshots, whose value is the full resource JSON to map; everything with
+``source=prestashop-webhook`` is a notification, to be skipped (or used only as a latency signal).
+``event_type`` agrees: snapshots always end in ``.snapshot``; notifications carry the webhook's own
+type (``order.status_changed``, ``stock.changed``, ...). Records without a ``source`` header are
+treated as notifications neither here nor by the processors: nothing written by psinfor lacks it.
+
+Which resource a notification names, in order of preference: the ``resource``/``id`` headers (if the
+receiver set them), the Standard Webhooks body ``{"resource": {"type": "orders", "id": 42}}``, the
+ps_webhooks body ``{"entity": "Order", "data": {"id": 42}}``. An order notification that names an
+order_carrier (``data.id_order_carrier``, e.g. ``order.tracking_updated``) also re-reads that row,
+since tracking lives there. A notification naming nothing the poller can read, or a row that no
+longer exists (deleted), is logged and committed: the polling loops stay authoritative either way.
+
+Offsets are committed by the shared ``ConsumeRunner`` only after the snapshots were acknowledged; a
+fresh consumer group starts at the end of the topics (older changes are the polling loops' job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.prestashop.client import PrestaShopClient
+from connectors.prestashop.models import MODEL_BY_RESOURCE, OrderCarrier, PsModel
+from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK, snapshot
+from ingest.prestashop_poller.window import format_shop_time
+from pipeline.errors import InvalidMessage
+from pipeline.producer import PipelineProducer
+from pipeline.records import SourceRecord
+from pipeline.runner import ConsumeRunner
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest-prestashop-poller-notifications"
+READ_TIMEOUT_S = 120.0
+
+ENTITY_RESOURCES: dict[str, str] = {
+    "Order": "orders",
+    "OrderCarrier": "order_carriers",
+    "Customer": "customers",
+    "Address": "addresses",
+    "Product": "products",
+    "Combination": "combinations",
+    "StockAvailable": "stock_availables",
+}
+"""ps_webhooks ObjectModel class → webservice resource."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resource row a notification asks to re-read."""
+
+    resource: str
+    id: int
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number > 0 else None
+    return None
+
+
+def targets_of(record: SourceRecord) -> list[Target]:
+    """The rows a webhook notification asks to re-read (empty when it names nothing readable)."""
+    resource_header, id_header = record.header("resource"), record.header("id")
+    body: Any = None
+    try:
+        body = json.loads(record.value or b"null")
+    except ValueError:
+        body = None
+    data = body.get("data") if isinstance(body, dict) else None
+    data = data if isinstance(data, dict) else {}
+    resource: str | None = None
+    id_: int | None = None
+    if resource_header and id_header:
+        resource = resource_header.decode(errors="replace")
+        id_ = _positive_int(id_header.decode(errors="replace"))
+    elif isinstance(body, dict) and isinstance(body.get("resource"), dict):
+        resource, id_ = str(body["resource"].get("type")), _positive_int(body["resource"].get("id"))
+    elif isinstance(body, dict) and isinstance(body.get("entity"), str):
+        resource = ENTITY_RESOURCES.get(body["entity"])
+        id_ = _positive_int(data.get("id"))
+    found: list[Target] = []
+    if resource in RAW_TOPIC_BY_RESOURCE and id_ is not None:
+        found.append(Target(resource, id_))
+    carrier = _positive_int(data.get("id_order_carrier"))
+    if resource == "orders" and carrier is not None:
+        found.append(Target("order_carriers", carrier))
+    return found
+
+
+class NotificationReader:
+    """Consumes the raw PrestaShop topics and answers notifications with snapshots (module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: PrestaShopClient,
+        producer: PipelineProducer,
+        *,
+        poll_run_id: str,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        poller = settings.poller
+        self._client = client
+        self._producer = producer
+        self._run_id = poll_run_id
+        self._loop = loop
+        self._shop_id = settings.require_prestashop().shop_id
+        self._prefix = poller.topic_prefix
+        topics = sorted({f"{poller.topic_prefix}{topic}" for topic in RAW_TOPIC_BY_RESOURCE.values()})
+        self._runner = ConsumeRunner(
+            settings,
+            STAGE,
+            topics,
+            poller.group_id,
+            self.handle,
+            f"{poller.topic_prefix}dlq.processors",
+            producer=producer,
+            auto_offset_reset="latest",
+        )
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run the consumer on a worker thread until ``stop`` is set; re-raises its failure."""
+        worker = asyncio.ensure_future(asyncio.to_thread(self._runner.run))
+        stopper = asyncio.ensure_future(stop.wait())
+        # Whichever ends first: stop was asked for, or the runner failed (re-raised by `await worker`).
+        await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        self._runner.stop()
+        stopper.cancel()
+        await worker  # returns after the runner committed what it finished
+
+    def handle(self, record: SourceRecord) -> None:
+        """Re-read what a webhook notification names and write the snapshots; ignore everything else.
+
+        Runs on the consumer thread; returns only after every snapshot was acknowledged.
+        """
+        if record.header("source") != SOURCE_WEBHOOK.encode():
+            return
+        targets = targets_of(record)
+        if not targets:
+            log.warning(
+                "webhook notification names nothing to re-read",
+                extra={"topic": record.topic, "offset": record.offset},
+            )
+            return
+        correlation = record.header("correlation_id") or record.header("webhook-id")
+        for target in targets:
+            future = asyncio.run_coroutine_threadsafe(self._read(target), self._loop)
+            fetched = future.result(READ_TIMEOUT_S)
+            if fetched is None:
+                continue
+            model, raw_record = fetched
+            date_upd = getattr(model, "date_upd", None)
+            raw = snapshot(
+                shop_id=self._shop_id,
+                resource=target.resource,
+                node=type(model).NODE,
+                id_=target.id,
+                record=raw_record,
+                date_upd=format_shop_time(date_upd) if date_upd is not None else None,
+                poll_run_id=self._run_id,
+                trigger="notification",
+                correlation_id=correlation.decode(errors="replace") if correlation else None,
+            )
+            self._producer.produce_and_wait(f"{self._prefix}{raw.topic}", raw.key, raw.value, raw.headers)
+
+    async def _read(self, target: Target) -> tuple[PsModel, dict[str, Any]] | None:
+        model = OrderCarrier if target.resource == "order_carriers" else MODEL_BY_RESOURCE[target.resource]
+        try:
+            fetched = await self._client.get_fetched(model, target.id)
+        except InvalidMessage as exc:
+            if exc.reason != "prestashop_not_found":
+                raise
+            log.info("notified row no longer exists", extra={"resource": target.resource, "id": target.id})
+            return None
+        return fetched.model, fetched.record
