@@ -350,14 +350,19 @@ class ConsumeRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Last chance to commit what this member finished while it still owns the partitions.
         self._commit(consumer, why="revoke")
-        self._forget(partitions)
+        self._forget(consumer, partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: committing would fail or, worse, clobber the new owner's progress.
-        self._forget(partitions)
+        self._forget(consumer, partitions)
 
-    def _forget(self, partitions: list[TopicPartition]) -> None:
+    def _forget(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        paused_gone = self._paused & gone
+        if paused_gone:
+            # librdkafka keeps a partition's pause flag across unassign/assign: a partition handed back
+            # paused would stay silent forever if the group gives it to us again.
+            consumer.resume([TopicPartition(topic, partition) for topic, partition in sorted(paused_gone)])
         self._assigned -= gone
         self._paused -= gone
         for where in gone:

@@ -7,6 +7,7 @@ has seen what the test needs, so no test sleeps waiting for the runner.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -310,3 +311,107 @@ def test_dlq_limit_trip_stops_the_runner_without_dead_lettering_or_committing(
     assert _committed(kafka_admin, group, topic) == 2, "the tripping message was not committed"
     assert _metric("psinfor_dlq_limit_trips_total", {"stage": "limit"}) == 1
     assert _metric("psinfor_dlq_messages_total", {"stage": "limit", "reason": "undecodable"}) == 2
+
+
+# -- anything else crashes; stop drops a pending retry ---------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_handler_bug_propagates_and_commits_nothing_for_that_message(
+    kafka_bootstrap: str, new_topic: NewTopicFactory, new_group: GroupFactory, kafka_admin: AdminClient
+) -> None:
+    topic, dlq_topic, group = new_topic(), new_topic(), new_group()
+    _produce(kafka_bootstrap, topic, [(b"k", f"m{i}".encode(), []) for i in range(3)])
+    calls: list[int] = []
+
+    def handler(record: SourceRecord) -> None:
+        calls.append(record.offset)
+        if record.offset == 1:
+            raise KeyError("a bug, not a message problem")
+
+    runner = ConsumeRunner(_settings(kafka_bootstrap), "bug", [topic], group, handler, dlq_topic)
+    with pytest.raises(KeyError, match="a bug"):
+        runner.run()
+
+    assert calls == [0, 1]
+    assert _committed(kafka_admin, group, topic) == 1
+    assert _read_all(kafka_bootstrap, new_group(), dlq_topic, expect=0, settle_s=0.5) == []
+
+
+@pytest.mark.timeout(30)
+def test_stop_during_backoff_drops_the_retry_and_keeps_the_message_uncommitted(
+    kafka_bootstrap: str, new_topic: NewTopicFactory, new_group: GroupFactory, kafka_admin: AdminClient
+) -> None:
+    topic, dlq_topic, group = new_topic(), new_topic(), new_group()
+    _produce(kafka_bootstrap, topic, [(b"k", b"m0", []), (b"k", b"m1", [])])
+    calls: list[int] = []
+    runner: ConsumeRunner
+
+    def handler(record: SourceRecord) -> None:
+        calls.append(record.offset)
+        if record.offset == 1:
+            # A shutdown arrives while the target is down and asked for a long pause.
+            runner.stop()
+            raise RetryableError("target down", retry_after=60.0)
+
+    runner = ConsumeRunner(_settings(kafka_bootstrap), "stop-retry", [topic], group, handler, dlq_topic)
+    started = time.monotonic()
+    runner.run()
+
+    assert time.monotonic() - started < 15, "stop() cut the 60 s backoff short"
+    assert calls == [0, 1]
+    assert _committed(kafka_admin, group, topic) == 1, "the next owner re-reads the unfinished message"
+
+
+@pytest.mark.timeout(60)
+def test_revocation_during_backoff_drops_the_retry_and_the_owner_rereads(
+    kafka_bootstrap: str, new_topic: NewTopicFactory, new_group: GroupFactory, kafka_admin: AdminClient
+) -> None:
+    topic, dlq_topic, group = new_topic(), new_topic(), new_group()
+    _produce(kafka_bootstrap, topic, [(b"k", b"m0", []), (b"k", b"m1", [])])
+    settings = _settings(kafka_bootstrap)
+    handled: list[tuple[str, int]] = []
+    runners: dict[str, ConsumeRunner] = {}
+    errors: list[BaseException] = []
+    threads: dict[str, threading.Thread] = {}
+
+    def start(name: str) -> None:
+        def handler(record: SourceRecord) -> None:
+            handled.append((name, record.offset))
+            if record.offset != 1:
+                return
+            if len([1 for _, offset in handled if offset == 1]) == 1:
+                # First attempt: a second member joins, the group rebalances while we back off for 30 s.
+                start("second")
+                raise RetryableError("target down", retry_after=30.0)
+            for runner in runners.values():
+                runner.stop()
+
+        runners[name] = ConsumeRunner(settings, "revoke", [topic], group, handler, dlq_topic)
+
+        def run() -> None:
+            try:
+                runners[name].run()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the test thread below
+                errors.append(exc)
+
+        threads[name] = threading.Thread(target=run, name=f"runner-{name}")
+        threads[name].start()
+
+    started = time.monotonic()
+    start("first")
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and any(t.is_alive() for t in list(threads.values())):
+        for thread in list(threads.values()):
+            thread.join(0.1)
+    for runner in runners.values():
+        runner.stop()
+    for thread in threads.values():
+        thread.join(10)
+    if errors:
+        raise errors[0]
+
+    assert time.monotonic() - started < 30, "the 30 s backoff was dropped on revocation"
+    # Offset 1 was attempted, dropped on revocation, then read again (by whichever member got it).
+    assert [offset for _, offset in handled] == [0, 1, 1]
+    assert _committed(kafka_admin, group, topic) == 2
