@@ -45,7 +45,6 @@ KAFKA_BOOTSTRAP_ENV = "PSINFOR_KAFKA_BOOTSTRAP"
 REGISTRY_URL_ENV = "PSINFOR_REGISTRY_URL"
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
-_RUNTIME_FIXTURES = frozenset({"kafka_bootstrap", "registry_url", "new_topic", "new_group"})
 _TOPIC_READY_TIMEOUT_S = 30.0
 
 
@@ -78,11 +77,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @dataclass
 class _SessionRuntime:
-    """The cluster of this test session and whatever must be stopped at its end."""
+    """The broker and registry of this test session, what failed, and what must be stopped at its end."""
 
     bootstrap: str | None = None
     registry_url: str | None = None
-    error: BaseException | None = None
+    errors: dict[str, BaseException] = field(default_factory=dict)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -93,6 +92,8 @@ class _SessionRuntime:
 
 
 _RUNTIME_KEY = pytest.StashKey[_SessionRuntime]()
+_KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "kafka_admin", "new_topic", "new_group"})
+_REGISTRY_FIXTURES = frozenset({"registry_url"})
 
 
 def _docker_answers() -> bool:
@@ -114,38 +115,72 @@ def _docker_answers() -> bool:
     return status_line.startswith(b"HTTP/1.") and b" 200 " in status_line + b" "
 
 
-def _start_runtime(config: pytest.Config, runtime: _SessionRuntime) -> None:
-    bootstrap = os.environ.get(KAFKA_BOOTSTRAP_ENV) or None
-    registry_url = os.environ.get(REGISTRY_URL_ENV) or None
-    need_kafka = bootstrap is None
-    need_registry = registry_url is None
+def _start(config: pytest.Config, runtime: _SessionRuntime, *, kafka: bool, registry: bool) -> None:
+    """Start the parts asked for that are neither running nor configured nor already failed."""
+    need_kafka = kafka and runtime.bootstrap is None and "kafka" not in runtime.errors
+    need_registry = registry and runtime.registry_url is None and "registry" not in runtime.errors
+    if need_kafka and (bootstrap := os.environ.get(KAFKA_BOOTSTRAP_ENV)):
+        runtime.bootstrap, need_kafka = bootstrap, False
+    if need_registry and (url := os.environ.get(REGISTRY_URL_ENV)):
+        runtime.registry_url, need_registry = url, False
     if need_kafka and _docker_answers():
-        from testcontainers.community.kafka import KafkaContainer
+        try:
+            from testcontainers.community.kafka import KafkaContainer
 
-        container = KafkaContainer().with_kraft()
-        container.start()
-        runtime.stoppers.append(container.stop)
-        bootstrap = str(container.get_bootstrap_server())
+            container = KafkaContainer().with_kraft()
+            runtime.stoppers.append(container.stop)
+            container.start()
+            runtime.bootstrap = str(container.get_bootstrap_server())
+        except Exception as exc:  # noqa: BLE001 - reported by every test that needs the broker
+            runtime.errors["kafka"] = exc
         need_kafka = False
-    if need_kafka or need_registry:
+    if not (need_kafka or need_registry):
+        return
+    started = time.monotonic()
+    try:
         fetched = fetch_runtime(kafka=need_kafka, registry=need_registry)
-        base = _tmp_path_factory(config).mktemp("psinfor-runtime")
-        registry: RegistryServer | None = None
-        if need_registry:
-            # Spawned first, checked last: Apicurio's ~7 s start overlaps the broker's.
-            registry = RegistryServer(base / "registry", runtime=fetched.registry)
-            runtime.stoppers.append(registry.stop)
-            registry.launch()
-        if need_kafka:
-            cluster = KafkaCluster(1, base / "kafka", runtime=fetched.kafka)
-            runtime.stoppers.append(cluster.stop)
+    except Exception as exc:  # noqa: BLE001 - reported by every test that needs the runtime
+        for part, needed in (("kafka", need_kafka), ("registry", need_registry)):
+            if needed:
+                runtime.errors[part] = exc
+        return
+    base = _tmp_path_factory(config).mktemp("psinfor-runtime")
+    server: RegistryServer | None = None
+    if need_registry:
+        # Spawned first, waited for last: Apicurio's start overlaps the broker's.
+        server = RegistryServer(base / "registry", runtime=fetched.registry)
+        runtime.stoppers.append(server.stop)
+        try:
+            server.launch()
+        except Exception as exc:  # noqa: BLE001
+            runtime.errors["registry"] = exc
+            server = None
+    if need_kafka:
+        cluster = KafkaCluster(1, base / "kafka", runtime=fetched.kafka)
+        runtime.stoppers.append(cluster.stop)
+        try:
             cluster.start()
-            bootstrap = cluster.bootstrap_servers
-        if registry is not None:
-            registry.wait_ready()
-            registry_url = registry.url
-    runtime.bootstrap = bootstrap
-    runtime.registry_url = registry_url
+            runtime.bootstrap = cluster.bootstrap_servers
+        except Exception as exc:  # noqa: BLE001
+            runtime.errors["kafka"] = exc
+    if server is not None:
+        try:
+            server.wait_ready()
+            runtime.registry_url = server.url
+        except Exception as exc:  # noqa: BLE001
+            runtime.errors["registry"] = exc
+            server.stop()
+    _report(
+        config,
+        f"psinfor test runtime: Kafka {runtime.bootstrap or '-'}, registry {runtime.registry_url or '-'} "
+        f"(started in {time.monotonic() - started:.1f} s; logs under {base})",
+    )
+
+
+def _report(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def _tmp_path_factory(config: pytest.Config) -> pytest.TempPathFactory:
@@ -155,25 +190,26 @@ def _tmp_path_factory(config: pytest.Config) -> pytest.TempPathFactory:
     return factory
 
 
-def _ensure_runtime(config: pytest.Config) -> _SessionRuntime:
+def _ensure_runtime(config: pytest.Config, *, kafka: bool, registry: bool) -> _SessionRuntime:
     runtime = config.stash.get(_RUNTIME_KEY, None)
     if runtime is None:
         runtime = _SessionRuntime()
         config.stash[_RUNTIME_KEY] = runtime
-        # Backstop for a session that dies before pytest_sessionfinish (the JVMs also die with us).
+        # Backstop for a session that dies before pytest_sessionfinish (attached JVMs also die with us).
         atexit.register(runtime.stop)
-        try:
-            _start_runtime(config, runtime)
-        except Exception as exc:  # noqa: BLE001 - reported by every fixture that needs the runtime
-            runtime.error = exc
-            runtime.stop()
+    _start(config, runtime, kafka=kafka, registry=registry)
     return runtime
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # Start before the first test so the start-up time is not charged to that test's timeout.
-    if any(_RUNTIME_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
-        _ensure_runtime(session.config)
+    # Start before the first test so the start-up time is not charged to that test's timeout, and only
+    # the parts the selected tests use (fixturenames is the full closure of each test's fixtures).
+    used: set[str] = set()
+    for item in session.items:
+        used.update(getattr(item, "fixturenames", ()))
+    kafka, registry = bool(used & _KAFKA_FIXTURES), bool(used & _REGISTRY_FIXTURES)
+    if kafka or registry:
+        _ensure_runtime(session.config, kafka=kafka, registry=registry)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -182,29 +218,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         runtime.stop()
 
 
-def _session_runtime(config: pytest.Config) -> _SessionRuntime:
-    runtime = _ensure_runtime(config)
-    if runtime.error is not None:
-        raise RuntimeError(f"the test Kafka/registry runtime failed to start: {runtime.error}") from (
-            runtime.error
-        )
-    return runtime
+def _session_part(config: pytest.Config, part: str) -> str:
+    runtime = _ensure_runtime(config, kafka=part == "kafka", registry=part == "registry")
+    error = runtime.errors.get(part)
+    if error is not None:
+        raise RuntimeError(f"the test {part} failed to start: {error}") from error
+    value = runtime.bootstrap if part == "kafka" else runtime.registry_url
+    assert value is not None
+    return value
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(pytestconfig: pytest.Config) -> str:
     """``host:port[,host:port]`` of the session's broker(s)."""
-    bootstrap = _session_runtime(pytestconfig).bootstrap
-    assert bootstrap is not None
-    return bootstrap
+    return _session_part(pytestconfig, "kafka")
 
 
 @pytest.fixture(scope="session")
 def registry_url(pytestconfig: pytest.Config) -> str:
     """The Confluent-compatible base URL of the session's schema registry (``.../apis/ccompat/v7``)."""
-    url = _session_runtime(pytestconfig).registry_url
-    assert url is not None
-    return url
+    return _session_part(pytestconfig, "registry")
 
 
 @pytest.fixture(scope="session")
