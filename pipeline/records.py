@@ -9,22 +9,11 @@ the record came from. Handlers and the dead-letter producer depend on this type,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 Headers = tuple[tuple[str, bytes], ...]
 """Kafka headers in broker order; a header sent with a null value is kept as ``b""``."""
-
-
-class _KafkaMessage(Protocol):
-    """The part of ``confluent_kafka.Message`` a ``SourceRecord`` is built from."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +37,29 @@ class SourceRecord:
         return None
 
     @classmethod
-    def from_message(cls, message: _KafkaMessage) -> SourceRecord:
+    def from_message(cls, message: Message) -> SourceRecord:
         """Snapshot a consumed ``confluent_kafka.Message`` (one without an error)."""
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is None or partition is None or offset is None:
             # Only error events lack a position; the runner filters those out before building records.
             raise ValueError("a consumed message without topic/partition/offset is an error event")
         timestamp_type, timestamp = message.timestamp()
-        # confluent_kafka.TIMESTAMP_NOT_AVAILABLE is 0; compared by value to keep this module import-light.
         return cls(
             topic=topic,
             partition=partition,
             offset=offset,
             key=message.key(),
             value=message.value(),
-            headers=tuple((name, value or b"") for name, value in message.headers() or ()),
-            timestamp_ms=timestamp if timestamp_type != 0 else None,
+            headers=_normalise_headers(message.headers()),
+            timestamp_ms=None if timestamp_type == TIMESTAMP_NOT_AVAILABLE else timestamp,
         )
+
+
+def _normalise_headers(
+    raw: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+) -> Headers:
+    # A consumed message always has a list; the dict form only exists on messages built by hand.
+    pairs = raw.items() if isinstance(raw, dict) else raw or ()
+    return tuple(
+        (name, value.encode("utf-8") if isinstance(value, str) else value or b"") for name, value in pairs
+    )

@@ -27,9 +27,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.dlq import DeadLetterProducer, DlqLimit
 from pipeline.errors import DlqLimitExceeded, InvalidMessage, RetryableError
@@ -282,7 +282,7 @@ class ConsumeRunner:
             return self._pending.popleft()
         return self._accept(consumer.poll(self._poll_timeout_s))
 
-    def _accept(self, message: Any) -> SourceRecord | None:
+    def _accept(self, message: Message | None) -> SourceRecord | None:
         if message is None:
             return None
         error: KafkaError | None = message.error()

@@ -162,3 +162,28 @@ def test_naive_failed_at_is_refused() -> None:
             attempts=1,
             failed_at=datetime(2026, 1, 1),
         )
+
+
+def test_source_record_snapshot_keeps_bytes_headers_and_position() -> None:
+    # The DLQ can only write the original bytes if the record snapshot never re-encodes them.
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
+
+    message = Message(
+        topic="raw.x",
+        partition=3,
+        offset=9,
+        key=b"\xff\x00k",
+        value=b"\x00\x01",
+        headers=[("a", b"1"), ("nul", None), ("a", b"2"), ("text", "é")],
+        timestamp=(TIMESTAMP_CREATE_TIME, 1234),
+    )
+    record = SourceRecord.from_message(message)
+    assert (record.topic, record.partition, record.offset) == ("raw.x", 3, 9)
+    assert (record.key, record.value, record.timestamp_ms) == (b"\xff\x00k", b"\x00\x01", 1234)
+    assert record.headers == (("a", b"1"), ("nul", b""), ("a", b"2"), ("text", "é".encode()))
+    assert record.header("a") == b"2"
+    assert record.header("missing") is None
+    untimed = Message(topic="t", partition=0, offset=0, timestamp=(TIMESTAMP_NOT_AVAILABLE, -1))
+    assert SourceRecord.from_message(untimed).timestamp_ms is None
+    with pytest.raises(ValueError, match="error event"):
+        SourceRecord.from_message(Message())
