@@ -72,6 +72,9 @@ class SandboxConfig:
     customer fields). ``seed`` makes the catalogue deterministic; ``epoch`` anchors seeded dates
     (``None``: the current shop-local time). ``extra_required`` adds per-shop required fields
     (the back office "required fields" table), e.g. ``{"customers": ("birthday",)}``.
+    ``order_state_ids`` re-numbers standard order states by ``PS_OS_*`` key (e.g.
+    ``{"PS_OS_SHIPPING": 24}``) the way a shop upgraded from 1.6 or with custom states has them
+    (reference §2.8: ids are shop data); the ids must not collide with the other states'.
     """
 
     version: str = DEFAULT_VERSION
@@ -86,6 +89,7 @@ class SandboxConfig:
     webservice_enabled: bool = True
     shop_name: str = "psinfor sandbox"
     extra_required: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    order_state_ids: dict[str, int] = field(default_factory=dict)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     fault_seed: int = 0
 

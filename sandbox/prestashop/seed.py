@@ -392,9 +392,10 @@ def _base(store: Store, created: str) -> None:
             },
             entity_id=cid,
         )
-    configs: list[tuple[str, str]] = [(key, str(sid)) for sid, _, key, *_ in ORDER_STATES]
+    state_ids = {key: config.order_state_ids.get(key, sid) for sid, _, key, *_ in ORDER_STATES}
+    configs: list[tuple[str, str]] = [(key, str(sid)) for key, sid in state_ids.items()]
     configs += [
-        ("PS_OS_OUTOFSTOCK", "9"),
+        ("PS_OS_OUTOFSTOCK", str(state_ids["PS_OS_OUTOFSTOCK_PAID"])),
         ("PS_TIMEZONE", config.timezone),
         ("PS_CURRENCY_DEFAULT", "1"),
         ("PS_LANG_DEFAULT", "1"),
@@ -420,9 +421,9 @@ def _base(store: Store, created: str) -> None:
             },
         )
     for (
-        sid,
+        _default_id,
         name,
-        _key,
+        key,
         invoice,
         email,
         logable,
@@ -453,7 +454,7 @@ def _base(store: Store, created: str) -> None:
                 "name": _lang(store, name),
                 "template": _lang(store, template),
             },
-            entity_id=sid,
+            entity_id=state_ids[key],
         )
 
 

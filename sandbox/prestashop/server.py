@@ -31,12 +31,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class SandboxServer:
-    """One sandbox shop served by uvicorn on ``host:port`` (port 0 = pick a free one)."""
+    """One sandbox shop served by uvicorn on ``host:port`` (port 0 = pick a free one).
 
-    def __init__(self, config: SandboxConfig, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``seed_data=False`` starts with empty tables, for loading recorded data (``seed.load_records``
+    on ``app.sandbox.store``) before :meth:`start`.
+    """
+
+    def __init__(
+        self, config: SandboxConfig, *, host: str = "127.0.0.1", port: int = 0, seed_data: bool = True
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.app: SandboxApp = create_app(config)
+        self.app: SandboxApp = create_app(config, seed_data=seed_data)
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="on")
         )
