@@ -189,7 +189,8 @@ class PrestaShopClient:
         while True:
             records = await self._read_list(model.RESOURCE, q.page(offset, self._page_size), operation)
             for record in records:
-                yield Fetched(record, await self._validate(model, record))
+                # With language=N the shop sends i18n fields as plain strings in language N.
+                yield Fetched(record, await self._validate(model, record, q.language))
             if len(records) < self._page_size:
                 return
             offset += self._page_size
@@ -483,8 +484,12 @@ class PrestaShopClient:
                 f"PrestaShop {operation}: unexpected body: {exc}", status=response.status_code
             ) from exc
 
-    async def _validate(self, model: type[M], record: json_reads.JsonRecord) -> M:
-        language = await self._language() if i18n_fields(model) else 0
+    async def _validate(
+        self, model: type[M], record: json_reads.JsonRecord, language: int | None = None
+    ) -> M:
+        """Parse ``record``; a plain-string i18n value is in ``language`` (default: the shop's)."""
+        if language is None:
+            language = await self._language() if i18n_fields(model) else 0
         return self._parse(model, record, language)
 
     @staticmethod
