@@ -2,10 +2,11 @@
 
 ``fetch_runtime()`` runs Maven against ``sandbox/kafka/pom.xml`` (versions live there and only there),
 copies the broker classpath into ``<cache>/kafka-<version>/libs`` and unpacks the Apicurio ``all``
-tarball into ``<cache>/apicurio-<version>/``. Each step writes a completion stamp (the pom's hash) only
-after it fully succeeded, so a warm call is a couple of ``stat`` calls, an interrupted one is redone,
-and a pom change refetches. A file lock makes concurrent callers (parallel test sessions) wait for one
-another instead of downloading into the same directory twice.
+tarball into ``<cache>/apicurio-<version>/``. Each step writes a completion stamp (the versions it
+fetched) only after it fully succeeded, so a warm call is a couple of ``stat`` calls, an interrupted
+one is redone, and a version change in the pom refetches (an edit that changes no version does not).
+A file lock makes concurrent callers (parallel test sessions) wait for one another instead of
+downloading into the same directory twice.
 
 Apicurio 3.3 needs Java 21+. With no such Java installed the fallback version from the pom (3.0.x,
 Java 17) is fetched instead, with a one-line warning.
@@ -14,7 +15,6 @@ Java 17) is fetched instead, with a one-line warning.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -54,8 +54,14 @@ class PomVersions:
     """The versions pinned in ``sandbox/kafka/pom.xml``."""
 
     kafka: str
+    log4j: str
     apicurio: str
     apicurio_fallback: str
+
+    @property
+    def kafka_stamp(self) -> str:
+        """What a complete broker classpath was fetched for; a different value means refetch."""
+        return f"kafka {self.kafka}, log4j {self.log4j}"
 
 
 @dataclass(frozen=True)
@@ -103,16 +109,22 @@ def read_pom_versions(pom: Path = POM_PATH) -> PomVersions:
             raise ValueError(f"{pom} lacks the property {name}")
         return (element.text or "").strip()
 
-    return PomVersions(prop("kafka.version"), prop("apicurio.version"), prop("apicurio.fallback.version"))
+    return PomVersions(
+        kafka=prop("kafka.version"),
+        log4j=prop("log4j.version"),
+        apicurio=prop("apicurio.version"),
+        apicurio_fallback=prop("apicurio.fallback.version"),
+    )
 
 
-def _pom_digest(pom: Path) -> str:
-    return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+def apicurio_stamp(version: str) -> str:
+    """What an unpacked registry was fetched for."""
+    return f"apicurio {version}"
 
 
-def _stamped(directory: Path, digest: str) -> bool:
+def _stamped(directory: Path, expected: str) -> bool:
     stamp = directory / STAMP_NAME
-    return stamp.is_file() and stamp.read_text().strip() == digest
+    return stamp.is_file() and stamp.read_text().strip() == expected
 
 
 @contextmanager
@@ -139,11 +151,13 @@ def _mvn(args: list[str], *, maven_repo: Path | None) -> None:
         raise RuntimeMissingError(f"mvn {' '.join(args)} failed (exit {done.returncode}):\n{output}")
 
 
-def _fetch_kafka(target: Path, digest: str, maven_repo: Path | None, progress: Progress) -> None:
+def _fetch_kafka(target: Path, stamp: str, maven_repo: Path | None, progress: Progress) -> None:
     progress(f"resolving the Kafka broker jars into {target} (Maven Central, once)")
     started = time.monotonic()
-    shutil.rmtree(target, ignore_errors=True)
-    libs = target / "libs"
+    # Built beside the target and swapped in whole, so nobody ever sees a half-filled libs directory.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    libs = partial / "libs"
     _mvn(
         [
             "-P",
@@ -156,25 +170,26 @@ def _fetch_kafka(target: Path, digest: str, maven_repo: Path | None, progress: P
     )
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise RuntimeMissingError(f"Maven finished but {libs} holds no kafka_2.13 jar")
-    (target / STAMP_NAME).write_text(digest)
+    (partial / STAMP_NAME).write_text(stamp)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    libs = target / "libs"
     progress(f"Kafka jars ready ({len(list(libs.glob('*.jar')))} jars, {time.monotonic() - started:.1f} s)")
 
 
 def _fetch_apicurio(
-    target: Path, version: str, digest: str, maven_repo: Path | None, progress: Progress
+    target: Path, version: str, stamp: str, maven_repo: Path | None, progress: Progress
 ) -> None:
     progress(f"downloading Apicurio Registry {version} (~150 MB, once) and unpacking it into {target}")
     started = time.monotonic()
-    shutil.rmtree(target, ignore_errors=True)
     download = target.with_name(target.name + ".download")
     shutil.rmtree(download, ignore_errors=True)
     _mvn(
         [
             "-P",
             "registry",
-            "dependency:copy-dependencies",
+            "dependency:copy",
             f"-DoutputDirectory={download}",
-            "-DincludeTypes=tar.gz",
             f"-Dapicurio.version={version}",
         ],
         maven_repo=maven_repo,
@@ -186,9 +201,10 @@ def _fetch_apicurio(
     shutil.rmtree(unpacking, ignore_errors=True)
     with tarfile.open(tarballs[0]) as archive:
         archive.extractall(unpacking, filter="data")
+    (unpacking / STAMP_NAME).write_text(stamp)
+    shutil.rmtree(target, ignore_errors=True)
     unpacking.rename(target)
     shutil.rmtree(download, ignore_errors=True)
-    (target / STAMP_NAME).write_text(digest)
     progress(f"Apicurio {version} ready ({time.monotonic() - started:.1f} s)")
 
 
@@ -233,7 +249,6 @@ def fetch_runtime(
     """
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     versions = read_pom_versions()
-    digest = _pom_digest(POM_PATH)
     kafka_java = require_java(KAFKA_MIN_JAVA, explicit=java)
     apicurio_version, registry_java, warning = choose_registry_java(versions, java)
     if warning is not None and registry:
@@ -241,10 +256,11 @@ def fetch_runtime(
     kafka_dir = cache / f"kafka-{versions.kafka}"
     apicurio_dir = cache / f"apicurio-{apicurio_version}"
     with _locked(cache):
-        if kafka and not _stamped(kafka_dir, digest):
-            _fetch_kafka(kafka_dir, digest, maven_repo, progress)
-        if registry and not _stamped(apicurio_dir, digest):
-            _fetch_apicurio(apicurio_dir, apicurio_version, digest, maven_repo, progress)
+        if kafka and not _stamped(kafka_dir, versions.kafka_stamp):
+            _fetch_kafka(kafka_dir, versions.kafka_stamp, maven_repo, progress)
+        stamp = apicurio_stamp(apicurio_version)
+        if registry and not _stamped(apicurio_dir, stamp):
+            _fetch_apicurio(apicurio_dir, apicurio_version, stamp, maven_repo, progress)
     registry_jar = find_registry_jar(apicurio_dir) if registry else apicurio_dir / "quarkus-run.jar"
     return Runtime(
         kafka=KafkaRuntime(versions.kafka, kafka_dir / "libs", kafka_java, LOG4J2_CONFIG),

@@ -25,10 +25,10 @@ from sandbox.kafka.jvm import (
 from sandbox.kafka.launcher import KafkaCluster, NodeSpec, new_cluster_id, render_server_properties
 from sandbox.kafka.registry import CCOMPAT_PATH, registry_argv
 from sandbox.kafka.runtime import (
-    POM_PATH,
     STAMP_NAME,
     PomVersions,
     RegistryRuntime,
+    apicurio_stamp,
     choose_registry_java,
     fetch_runtime,
     find_registry_jar,
@@ -77,7 +77,7 @@ def test_find_java_returns_none_when_nothing_is_new_enough() -> None:
 def test_registry_falls_back_to_the_old_apicurio_without_java_21(monkeypatch: pytest.MonkeyPatch) -> None:
     java17 = Java(Path("/usr/bin/java"), 17)
     monkeypatch.setattr(runtime_module, "find_java", lambda minimum, **_: java17 if minimum <= 17 else None)
-    versions = PomVersions(kafka="4.3.1", apicurio="3.3.3", apicurio_fallback="3.0.9")
+    versions = PomVersions(kafka="4.3.1", log4j="2.25.3", apicurio="3.3.3", apicurio_fallback="3.0.9")
 
     version, java, warning = choose_registry_java(versions, None)
 
@@ -89,7 +89,7 @@ def test_registry_falls_back_to_the_old_apicurio_without_java_21(monkeypatch: py
 def test_registry_uses_the_pinned_apicurio_with_java_21(monkeypatch: pytest.MonkeyPatch) -> None:
     java25 = Java(Path("/opt/jdk25/bin/java"), 25)
     monkeypatch.setattr(runtime_module, "find_java", lambda minimum, **_: java25)
-    versions = PomVersions(kafka="4.3.1", apicurio="3.3.3", apicurio_fallback="3.0.9")
+    versions = PomVersions(kafka="4.3.1", log4j="2.25.3", apicurio="3.3.3", apicurio_fallback="3.0.9")
 
     assert choose_registry_java(versions, None) == ("3.3.3", java25, None)
 
@@ -198,15 +198,14 @@ def test_find_registry_jar_explains_a_broken_cache(tmp_path: Path) -> None:
 
 def _warm_cache(cache: Path) -> None:
     versions = read_pom_versions()
-    digest = runtime_module._pom_digest(POM_PATH)
     libs = cache / f"kafka-{versions.kafka}" / "libs"
     libs.mkdir(parents=True)
     (libs / f"kafka_2.13-{versions.kafka}.jar").write_bytes(b"")
-    (cache / f"kafka-{versions.kafka}" / STAMP_NAME).write_text(digest)
+    (cache / f"kafka-{versions.kafka}" / STAMP_NAME).write_text(versions.kafka_stamp)
     for version in (versions.apicurio, versions.apicurio_fallback):
         (cache / f"apicurio-{version}").mkdir(parents=True)
         (cache / f"apicurio-{version}" / "quarkus-run.jar").write_bytes(b"")
-        (cache / f"apicurio-{version}" / STAMP_NAME).write_text(digest)
+        (cache / f"apicurio-{version}" / STAMP_NAME).write_text(apicurio_stamp(version))
 
 
 def test_warm_fetch_runs_no_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +228,7 @@ def test_warm_fetch_runs_no_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_a_stale_stamp_refetches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _warm_cache(tmp_path)
     version = read_pom_versions().kafka
-    (tmp_path / f"kafka-{version}" / STAMP_NAME).write_text("another pom")
+    (tmp_path / f"kafka-{version}" / STAMP_NAME).write_text("kafka 0.0.1, log4j 0")
     calls: list[list[str]] = []
 
     def fake_maven(args: list[str], *, maven_repo: Path | None) -> None:
@@ -244,7 +243,7 @@ def test_a_stale_stamp_refetches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     assert len(calls) == 1
     assert "kafka" in calls[0]
-    assert (tmp_path / f"kafka-{version}" / STAMP_NAME).read_text() == runtime_module._pom_digest(POM_PATH)
+    assert (tmp_path / f"kafka-{version}" / STAMP_NAME).read_text() == read_pom_versions().kafka_stamp
 
 
 def test_missing_maven_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
