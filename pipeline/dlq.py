@@ -1,9 +1,13 @@
 """Dead-lettering: the original bytes plus the story, acknowledged before the source offset is committed.
 
 :class:`DeadLetterProducer` writes a message that can never succeed to its stage's DLQ topic with the
-ORIGINAL key and value bytes, the original headers, and headers telling what happened (see
-:func:`dead_letter_headers`). ``send`` returns only after the broker acknowledged, so the runner can
-commit the source offset right after it and nothing is lost in between.
+ORIGINAL value bytes, the original headers, and headers telling what happened (see
+:func:`dead_letter_headers`). The DLQ record's key is the failed record's coordinates
+(``topic:partition:offset``, see :func:`dead_letter_key`), not its original key: DLQ topics are compacted,
+and compaction by the original key would keep only the newest failure of an order and silently drop the
+older ones. The original key travels unchanged in the ``dlq.original_key`` header, which replay uses.
+``send`` returns only after the broker acknowledged, so the runner can commit the source offset right
+after it and nothing is lost in between.
 
 :class:`DlqLimit` guards the DLQ: when too many messages in a row, or too large a share of the recent
 ones, are invalid, the stage is broken (a bad deploy, a wrong schema), not the data. The limit trips
@@ -35,6 +39,8 @@ SOURCE_TIMESTAMP = "dlq.source.timestamp"
 ATTEMPTS = "dlq.attempts"
 FAILED_AT = "dlq.failed_at"
 FIELD_PATH = "dlq.field_path"
+ORIGINAL_KEY = "dlq.original_key"
+"""The source record's key bytes, unchanged; absent when the source record had no key."""
 DETAIL_PREFIX = "dlq.detail."
 CORRELATION_ID = "correlation_id"
 
@@ -50,6 +56,11 @@ def _text(value: str) -> bytes:
     if len(value) > MAX_HEADER_TEXT:
         value = value[: MAX_HEADER_TEXT - 1] + "…"
     return value.encode("utf-8")
+
+
+def dead_letter_key(record: SourceRecord) -> bytes:
+    """The DLQ key: unique per failed record, so compaction only collapses re-deliveries of that record."""
+    return f"{record.topic}:{record.partition}:{record.offset}".encode()
 
 
 def dead_letter_headers(
@@ -85,6 +96,8 @@ def dead_letter_headers(
         story.append((FIELD_PATH, error.field_path))
     story += [(DETAIL_PREFIX + name, value) for name, value in error.details.items()]
     headers += [(name, _text(value)) for name, value in story]
+    if record.key is not None:
+        headers.append((ORIGINAL_KEY, record.key))  # raw bytes: keys need not be UTF-8
     return headers
 
 
@@ -109,7 +122,8 @@ class DeadLetterProducer:
     def send(self, record: SourceRecord, error: InvalidMessage, *, attempts: int) -> tuple[int, int]:
         """Dead-letter ``record`` and return the DLQ ``(partition, offset)`` once the broker acknowledged.
 
-        The DLQ record's key and value are the source's bytes, unchanged. Raises ``RetryableError`` when
+        The DLQ record's value is the source's bytes, unchanged; its key is :func:`dead_letter_key` and
+        the original key is in the ``dlq.original_key`` header. Raises ``RetryableError`` when
         no acknowledgement came within the timeout and ``ProduceError`` when the broker refused; either
         way the caller must not commit the source offset.
         """
@@ -117,7 +131,7 @@ class DeadLetterProducer:
             record, error, stage=self.stage, attempts=attempts, failed_at=self._clock()
         )
         return self._producer.produce_and_wait(
-            self.topic, record.key, record.value, headers, timeout=self._timeout_s
+            self.topic, dead_letter_key(record), record.value, headers, timeout=self._timeout_s
         )
 
 

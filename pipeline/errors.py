@@ -10,6 +10,9 @@ PipelineError                  base of everything the pipeline raises on purpose
  ├── RetryableError            trying the same message later may work (connection error, timeout, 429,
  │                             5xx, 401 once after a token refresh): the runner backs off with jitter,
  │                             honours ``retry_after``, retries the same message and withholds the commit
+ ├── ProduceError              the broker refused a record for good (too large, not authorised, fatal
+ │                             producer state): retrying the same bytes cannot help, so the stage crashes
+ │                             with nothing committed for the message that needed the write
  └── StageHalted               the runner stopped on purpose and committed nothing past the last good
       └── DlqLimitExceeded     offset: too many messages in a row, or too large a share, were invalid,
                                which means a bad deploy, not bad data
@@ -77,6 +80,18 @@ class RetryableError(PipelineError):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+class ProduceError(PipelineError):
+    """The broker refused a record for good (too large, not authorised, fatal producer state).
+
+    Retrying the same record will not help; the caller crashes or reports the failure upstream.
+    """
+
+    def __init__(self, message: str, *, topic: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.code = code
 
 
 class StageHalted(PipelineError):

@@ -12,7 +12,7 @@ calling thread, so many webhook requests can wait for their own record at once.
 
 Errors: a record the broker may still take later (queue full, broker unreachable, timeout) is reported
 as ``RetryableError`` (the webhook answers 503 + Retry-After); a record the broker refused for good
-(too large, not authorised) as :class:`ProduceError`.
+(too large, not authorised) as ``pipeline.errors.ProduceError``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from pipeline.errors import PipelineError, RetryableError
+from pipeline.errors import PipelineError, ProduceError, RetryableError
 from pipeline.kafka_config import LibrdkafkaConfig, librdkafka_config
 from pipeline.metrics import PRODUCE_FAILURES, PRODUCED
 from pipeline.settings import KafkaSettings
@@ -64,18 +64,6 @@ _TRANSIENT_CODES = frozenset(
         KafkaError.NOT_LEADER_FOR_PARTITION,
     }
 )
-
-
-class ProduceError(PipelineError):
-    """The broker refused a record for good (too large, not authorised, fatal producer state).
-
-    Retrying the same record will not help; the caller crashes or reports the failure upstream.
-    """
-
-    def __init__(self, message: str, *, topic: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.topic = topic
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

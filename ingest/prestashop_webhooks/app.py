@@ -34,11 +34,11 @@ from ingest.prestashop_webhooks.receiver import (
     Refusal,
     WebhookReceiver,
 )
-from pipeline.errors import RetryableError
+from pipeline.errors import ProduceError, RetryableError
 from pipeline.health import HealthState, metrics_exposition
 from pipeline.log import correlation_scope
 from pipeline.metrics import WEBHOOK_PRODUCE_SECONDS, WEBHOOK_REQUESTS
-from pipeline.producer import HeaderList, ProduceError
+from pipeline.producer import HeaderList
 
 log = logging.getLogger(__name__)
 

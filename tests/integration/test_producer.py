@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, Message
 from prometheus_client import REGISTRY
 
-from pipeline.errors import RetryableError
-from pipeline.producer import Delivery, PipelineProducer, ProduceError, producer_config
+from pipeline.errors import ProduceError, RetryableError
+from pipeline.producer import Delivery, PipelineProducer, producer_config
 from pipeline.settings import KafkaSettings
 from tests.conftest import NewTopicFactory
 

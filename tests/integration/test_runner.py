@@ -17,8 +17,8 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
 from pipeline import dlq as dlq_headers
-from pipeline.errors import DlqLimitExceeded, InvalidMessage, RetryableError
-from pipeline.producer import PipelineProducer, ProduceError
+from pipeline.errors import DlqLimitExceeded, InvalidMessage, ProduceError, RetryableError
+from pipeline.producer import PipelineProducer
 from pipeline.records import SourceRecord
 from pipeline.runner import ConsumeRunner
 from pipeline.settings import DlqSettings, KafkaSettings, RetrySettings, ServiceSettings, Settings
@@ -214,7 +214,7 @@ def test_invalid_message_lands_in_dlq_with_original_bytes_and_story_then_commits
     assert handler.calls == [0, 1]
 
     [dead] = _read_all(kafka_bootstrap, new_group(), dlq_topic, expect=1)
-    assert dead.key() == ORIGINAL_KEY
+    assert dead.key() == f"{topic}:0:0".encode()  # coordinates: compaction never drops another failure
     assert dead.value() == ORIGINAL_VALUE
     raw_headers = dead.headers()
     assert isinstance(raw_headers, list)
@@ -238,6 +238,7 @@ def test_invalid_message_lands_in_dlq_with_original_bytes_and_story_then_commits
         "dlq.attempts": b"1",
         "dlq.field_path": b"order.total",
         "dlq.detail.expected": b"decimal",
+        "dlq.original_key": ORIGINAL_KEY,
         "dlq.detail.response": b"400 Bad Request",
     }
     assert _metric("psinfor_dlq_messages_total", {"stage": "dlq-ok", "reason": "schema_violation"}) == 1

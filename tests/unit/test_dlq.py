@@ -139,6 +139,7 @@ def test_headers_keep_the_source_ones_and_tell_the_story() -> None:
         "dlq.field_path": b"lines[0].sku",
         "dlq.detail.near_matches": b"X11,X12",
         "dlq.detail.response": b"404 Not Found",
+        "dlq.original_key": b"shop1:orders:7",
     }
 
 
@@ -187,3 +188,22 @@ def test_source_record_snapshot_keeps_bytes_headers_and_position() -> None:
     assert SourceRecord.from_message(untimed).timestamp_ms is None
     with pytest.raises(ValueError, match="error event"):
         SourceRecord.from_message(Message())
+
+
+def test_dlq_key_is_the_coordinates_and_the_original_key_travels_in_a_header() -> None:
+    # A compacted DLQ keyed by the original key would keep only the newest failure of that key.
+    from pipeline.dlq import ORIGINAL_KEY, dead_letter_key
+
+    first = SourceRecord(topic="raw.x", partition=2, offset=7, key=b"\xffshop:orders:1", value=b"v")
+    second = SourceRecord(topic="raw.x", partition=2, offset=8, key=b"\xffshop:orders:1", value=b"v")
+    assert dead_letter_key(first) == b"raw.x:2:7"
+    assert dead_letter_key(first) != dead_letter_key(second)
+    headers = dead_letter_headers(
+        first, InvalidMessage("r", "m"), stage="p", attempts=1, failed_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert dict(headers)[ORIGINAL_KEY] == b"\xffshop:orders:1"
+    keyless = SourceRecord(topic="raw.x", partition=0, offset=0, key=None, value=b"v")
+    keyless_headers = dead_letter_headers(
+        keyless, InvalidMessage("r", "m"), stage="p", attempts=1, failed_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert ORIGINAL_KEY not in dict(keyless_headers)
