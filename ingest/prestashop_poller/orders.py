@@ -151,6 +151,10 @@ class OrdersPoller:
         zone = await self._client.shop_time_zone()
         window = Window.after(self._watermark, overlap_s=self._settings.overlap_s, now=self._clock(zone))
         wall_started = time.time()  # after `now` was taken: a row stamped later may lie past the window
+        log.debug(
+            "orders pass started",
+            extra={"window_low": format_shop_time(window.low), "window_high": format_shop_time(window.high)},
+        )
         run = _Pass(self, window, started)
         try:
             await run.read(stop)
