@@ -38,7 +38,6 @@ from connectors.prestashop.models import Order
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
 from ingest.prestashop_poller.pages import first_page
 from ingest.prestashop_poller.raw import produce_raw, snapshot
-from ingest.prestashop_poller.watermarks import WatermarkStore
 from ingest.prestashop_poller.window import (
     AckTracker,
     RecentVersions,
@@ -52,6 +51,7 @@ from pipeline.errors import RetryableError
 from pipeline.metrics import MESSAGES
 from pipeline.producer import Delivery, PipelineProducer
 from pipeline.settings import PollerSettings
+from pipeline.watermarks import WatermarkStore
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,10 @@ from connectors.prestashop.client import PrestaShopClient
 from connectors.prestashop.json_reads import JsonRecord
 from connectors.prestashop.models import OrderCarrier, PsModel, StockAvailable
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, canonical_json, produce_raw, snapshot
-from ingest.prestashop_poller.watermarks import WatermarkStore
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.metrics import MESSAGES
 from pipeline.producer import Delivery, PipelineProducer
+from pipeline.watermarks import WatermarkStore
 
 log = logging.getLogger(__name__)
 

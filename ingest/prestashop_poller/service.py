@@ -32,12 +32,12 @@ from ingest.prestashop_poller.notifications import NotificationReader
 from ingest.prestashop_poller.orders import STAGE, OrdersPoller
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE
 from ingest.prestashop_poller.scans import Scanner
-from ingest.prestashop_poller.watermarks import WatermarkStore
 from pipeline.errors import ConfigError, InvalidMessage, RetryableError
 from pipeline.health import HealthState
 from pipeline.producer import PipelineProducer
 from pipeline.retry import Backoff
 from pipeline.settings import Settings
+from pipeline.watermarks import WatermarkStore
 from schemas.catalogue import load_catalogue
 
 log = logging.getLogger(__name__)

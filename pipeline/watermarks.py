@@ -1,9 +1,9 @@
-"""``WatermarkStore``: the poller's positions, kept in the compacted ``state.watermarks`` topic.
+"""``WatermarkStore``: a source's positions, kept in the compacted ``state.watermarks`` topic.
 
-Keys follow the catalogue's ``{source}:{resource}`` pattern: ``prestashop:{shop_id}:orders`` holds the
-orders watermark, ``prestashop:{shop_id}:{resource}:scan:{chunk}`` the scan digests of one id range
-(see :mod:`~ingest.prestashop_poller.scans`). Values are small JSON objects; a null value (tombstone)
-deletes a key.
+Every polling source (the PrestaShop poller, the Infor MI poller) keeps its cursors here. Keys follow the
+catalogue's ``{source}:{resource}`` pattern, e.g. ``prestashop:{shop_id}:orders`` for the PrestaShop
+orders watermark or ``prestashop:{shop_id}:{resource}:scan:{chunk}`` for the scan digests of one id
+range. Values are small JSON objects; a null value (tombstone) deletes a key.
 
 At start :meth:`WatermarkStore.load` reads the topic from the beginning to its end (the high watermark
 of every partition as of the start) and keeps the latest value per key; compaction guarantees that
