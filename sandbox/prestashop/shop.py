@@ -308,16 +308,25 @@ class Shop:
         self.set_stock_quantity(row, row.num("quantity") + delta)
 
     def set_stock_quantity(self, row: Entity, quantity: int) -> None:
-        """Set one stock row's quantity; recompute the product-level row; never touches date_upd."""
+        """Set one stock row's quantity; never touches date_upd.
+
+        A combination row's save recomputes the product-level row (``StockAvailable::postSave``);
+        saving the product-level row itself does not, so a direct write to it holds until the next
+        combination change overwrites it with the sum (reference §2.7).
+        """
         old = row.num("quantity")
         self.store.update("stock_availables", row, {"quantity": str(quantity)})
         attribute_id = row.num("id_product_attribute")
+        self._stock_event(row, quantity - old)
         if attribute_id:
             combination = self.store.get("combinations", attribute_id)
             if combination is not None:
                 self.store.update("combinations", combination, {"quantity": str(quantity)})
-        self._stock_event(row, quantity - old)
-        self.recompute_product_stock(row.num("id_product"))
+            self.recompute_product_stock(row.num("id_product"))
+            return
+        product = self.store.get("products", row.num("id_product"))
+        if product is not None:
+            self.store.update("products", product, {"quantity": str(quantity)})
 
     def recompute_product_stock(self, product_id: int) -> None:
         """StockAvailable::postSave: the attr-0 row of a product with combinations is their sum."""
