@@ -390,6 +390,10 @@ async def test_fact5_duplicate_email_is_classified_for_linking(shop: SandboxServ
         # The caller's way out: look the customer up by email and link to it.
         assert [c.id for c in await s.client.find_customers_by_email(existing.email.upper())] == [12]
         # A guest checkout may repeat an email; it is a second customer, found by the same lookup.
+        other = await s.client.get_customer(13)
+        with pytest.raises(DuplicateEmailError):
+            await s.client.update_customer(13, {"email": existing.email})
+        assert (await s.client.get_customer(13)).email == other.email
         guest = await s.client.create_customer({**fields, "is_guest": True})
         assert guest.is_guest
         found = await s.client.find_customers_by_email(existing.email)
@@ -582,6 +586,42 @@ async def test_fact9_stock_write_moves_no_date_and_sums_into_the_product_row(sho
         with pytest.raises(InvalidMessage) as unknown:
             await s.client.set_stock(999_999, 0, 1)
         assert unknown.value.reason == "unknown_sku"
+
+
+async def test_fact9_a_direct_product_level_stock_write_holds_until_a_combination_changes(
+    shop: SandboxServer,
+) -> None:
+    async with session(shop) as s:
+        product_id, combinations = await _product_with_combinations(s, skip=3)
+        written = await s.client.set_stock(product_id, 0, 5)
+        assert (written.id_product_attribute, written.quantity) == (0, Decimal(5))
+        assert (await s.client.get_product(product_id)).quantity == 5
+        await s.client.set_stock(product_id, combinations[0], 9)  # postSave: the sum wins again
+        rows = await s.client.list_all(StockAvailable, Query(filters=(equals("id_product", product_id),)))
+        by_attribute = {r.id_product_attribute: r.quantity for r in rows}
+        assert by_attribute[0] == sum(q for a, q in by_attribute.items() if a)
+        assert by_attribute[0] != 5
+
+
+async def test_fact9_1_7_refuses_stock_that_depends_on_stock(shop: SandboxServer) -> None:
+    async with session(shop) as s:
+        product_id = await _simple_product(s, skip=2)
+        [row] = await s.client.list_all(StockAvailable, Query(filters=(equals("id_product", product_id),)))
+        body = (
+            f"<prestashop><stock_available><id>{row.id}</id><id_product>{product_id}</id_product>"
+            f"<id_product_attribute>0</id_product_attribute><quantity>{row.quantity}</quantity>"
+            "<depends_on_stock>1</depends_on_stock><out_of_stock>2</out_of_stock>"
+            "</stock_available></prestashop>"
+        ).encode()
+        method = "PUT" if _version(shop) < (8,) else "PATCH"
+        await s.transport().send(method, f"stock_availables/{row.id}", operation="probe", body=body)
+        if _version(shop) < (8,):
+            with pytest.raises(InvalidMessage) as caught:
+                await s.client.set_stock(product_id, 0, 3)
+            assert caught.value.reason == "prestashop_rejected"
+            assert caught.value.details["prestashop_codes"] == "133"
+        else:
+            assert (await s.client.set_stock(product_id, 0, 3)).quantity == 3
 
 
 # --- 10. no webhooks, no rate limits in core: polling stays authoritative, pages stay small;
