@@ -16,6 +16,7 @@ at once, with the tail of its log in the exception.
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import time
 import uuid
@@ -73,6 +74,7 @@ _THREE_NODE_PROPERTIES: dict[str, str] = {
     "replica.lag.time.max.ms": "10000",
 }
 
+PORT_TAKEN = "Address already in use"  # what a JVM logs when its listener port was taken first
 _GC_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent")
 SINGLE_NODE_HEAP = ("-Xms256m", "-Xmx1g")
 MULTI_NODE_HEAP = ("-Xms256m", "-Xmx512m")
@@ -141,7 +143,7 @@ class KafkaCluster:
         ports: Sequence[int] | None = None,
         overrides: Mapping[str, str] | None = None,
         attached: bool = True,
-        ready_timeout_s: float = 60.0,
+        ready_timeout_s: float = 90.0,
         stop_grace_s: float = 20.0,
     ) -> None:
         if nodes not in (1, 3):
@@ -163,14 +165,28 @@ class KafkaCluster:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self) -> KafkaCluster:
-        """Write configs, format every node's storage, start the JVMs and wait until all are brokers."""
-        try:
-            self.launch()
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        """Write configs, format every node's storage, start the JVMs and wait until all are brokers.
+
+        Free ports are picked a moment before the JVMs bind them; if another process took one meanwhile
+        (parallel test sessions), the start is retried once on fresh ports and a fresh storage.
+        """
+        for attempt in (1, 2):
+            try:
+                self.launch()
+                self.wait_ready()
+            except ProcessFailedError:
+                self.stop(grace_s=0)
+                if attempt == 1 and self._requested_ports is None and self._port_was_taken():
+                    for spec in self.specs:
+                        shutil.rmtree(self.node_dir(spec.node_id), ignore_errors=True)
+                    self.cluster_id = new_cluster_id()
+                    continue
+                raise
+            except BaseException:
+                self.stop()
+                raise
+            return self
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def launch(self) -> None:
         """Write configs, format storage (in parallel) and spawn the JVMs without waiting for readiness.
@@ -368,6 +384,15 @@ class KafkaCluster:
                     f"Kafka node {spec.node_id} exited (code {process.exit_code()}) before the cluster was "
                     f"ready; last lines of {log}:\n{log_tail(log)}"
                 )
+
+    def _port_was_taken(self) -> bool:
+        for spec in self.specs:
+            try:
+                if PORT_TAKEN in self.log_path(spec.node_id).read_text(errors="replace"):
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
     def _tails(self) -> str:
         return "\n".join(

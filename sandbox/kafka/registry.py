@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 import httpx
 
@@ -24,6 +25,8 @@ from sandbox.kafka.runtime import RegistryRuntime, fetch_runtime
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 GLOBAL_COMPATIBILITY = "BACKWARD_TRANSITIVE"
+# What Quarkus logs when its HTTP or management port was taken first.
+PORT_TAKEN_MARKERS = ("Address already in use", "seems to be in use by another process")
 REGISTRY_HEAP = ("-Xms128m", "-Xmx512m")
 
 # Apicurio 3.x refuses deletes unless enabled; tests and `psinfor schemas` clean-ups rely on them.
@@ -132,11 +135,21 @@ class RegistryServer:
         )
 
     def wait_ready(self) -> None:
-        """Block until ``GET <url>/subjects`` is 200, then set and verify the global compatibility rule."""
+        """Block until ``GET <url>/subjects`` is 200, then set and verify the global compatibility rule.
+
+        If the JVM died because another process took its free-picked port first, it is relaunched once
+        on fresh ports.
+        """
         deadline = time.monotonic() + self.ready_timeout_s
+        relaunched = False
         with httpx.Client(timeout=2.0) as client:
             while True:
-                self._raise_if_exited()
+                if self._process is not None and not self._process.alive():
+                    if relaunched or self._requested_port is not None or not self._port_was_taken():
+                        self._raise_exited()
+                    relaunched = True
+                    self.log_path.rename(self.log_path.with_suffix(".port-taken.log"))
+                    self.launch()
                 try:
                     if client.get(f"{self.url}/subjects").status_code == httpx.codes.OK:
                         break
@@ -156,12 +169,19 @@ class RegistryServer:
             self._process.stop(grace_s)
             self._process = None
 
-    def _raise_if_exited(self) -> None:
-        if self._process is not None and not self._process.alive():
-            raise ProcessFailedError(
-                f"registry exited (code {self._process.exit_code()}) before it was ready; last lines of "
-                f"{self.log_path}:\n{log_tail(self.log_path)}"
-            )
+    def _raise_exited(self) -> NoReturn:
+        code = None if self._process is None else self._process.exit_code()
+        raise ProcessFailedError(
+            f"registry exited (code {code}) before it was ready; last lines of "
+            f"{self.log_path}:\n{log_tail(self.log_path)}"
+        )
+
+    def _port_was_taken(self) -> bool:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+        return any(marker in text for marker in PORT_TAKEN_MARKERS)
 
     def __enter__(self) -> RegistryServer:
         return self.start()

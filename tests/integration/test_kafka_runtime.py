@@ -4,22 +4,28 @@ enforces BACKWARD_TRANSITIVE, and a 3-node cluster loses no acknowledged record 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from sandbox.kafka.jvm import pid_alive
+from sandbox.kafka import launcher as launcher_module
+from sandbox.kafka import registry as registry_module
+from sandbox.kafka.jvm import free_ports, pid_alive
 from sandbox.kafka.launcher import KafkaCluster
+from sandbox.kafka.registry import RegistryServer
 from tests.conftest import NewTopicFactory
 
 pytestmark = pytest.mark.integration
@@ -251,3 +257,56 @@ def test_dev_kafka_up_status_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(pid) for pid in pids)
     assert _psinfor("dev", "kafka", "status", *state).returncode == 1
+
+
+# -- (d) a free port taken by someone else before the JVM binds it: one retry on fresh ports ------
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+def _first_pick_is(module: ModuleType, port: int, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Make ``module``'s first free-port pick hand out ``port`` (taken); returns every pick made."""
+    picks: list[list[int]] = []
+
+    def pick(count: int) -> list[int]:
+        ports = free_ports(count)
+        if not picks:
+            ports[0] = port
+        picks.append(ports)
+        return ports
+
+    monkeypatch.setattr(module, "free_ports", pick)
+    return picks
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_kafka_retries_once_when_its_port_was_taken(
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picks = _first_pick_is(launcher_module, taken_port, monkeypatch)
+
+    with KafkaCluster(1, tmp_path) as cluster:
+        assert len(picks) == 2
+        assert str(taken_port) not in cluster.bootstrap_servers
+        assert len(cluster.admin().list_topics(timeout=10).brokers) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_registry_relaunches_once_when_its_port_was_taken(
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picks = _first_pick_is(registry_module, taken_port, monkeypatch)
+
+    with RegistryServer(tmp_path) as server:
+        assert len(picks) == 2
+        assert server.port != taken_port
+        assert httpx.get(f"{server.url}/subjects", timeout=5).json() == []
+    assert (tmp_path / "registry.port-taken.log").exists()
