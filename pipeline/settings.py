@@ -409,6 +409,135 @@ class PollerSettings(_Section):
         return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 
+class InforSettings(_Section):
+    """How the MI poller reaches Infor M3 through the ION API gateway (``.ionapi`` service account)."""
+
+    ionapi_path: Path = Field(
+        description="The .ionapi file of the Backend Service app (with its service account); the file is a "
+        "secret, mount it read-only."
+    )
+    cono: str = Field(
+        description="M3 company (CONO), sent with every MI call (never the service account default).",
+        pattern=r"^[0-9]{1,3}$",
+    )
+    divi: str = Field(
+        "", max_length=3, description="M3 division (DIVI), sent with every MI call; empty for company level."
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, lt=60, description="Timeout of one MI call (below the gateway's 60 s limit)."
+    )
+
+
+_DEFAULT_IMS_DOCUMENTS = (
+    "Sync.SalesOrder,Sync.Shipment,Sync.Invoice,Sync.ItemMaster,Sync.InventoryCount,Sync.CustomerPartyMaster"
+)
+
+
+class InforEventsSettings(_Section):
+    """The Infor event sources: the IMS v3 receiver (`ingest infor-events`) and the MI poller
+    (`ingest infor-poller`)."""
+
+    tokens: SecretStr | None = Field(
+        None,
+        description="Bearer tokens ION sends to the IMS receiver, space- or comma-separated (old and new "
+        "while rotating); required by the receiver.",
+    )
+    max_body_bytes: int = Field(
+        5_242_880, ge=1024, description="Largest IMS message accepted; larger ones get 413 unread."
+    )
+    to_logical_ids: str = Field(
+        "",
+        description="Comma-separated logical ids (lid://...) of our connection point; a message addressed "
+        "to another gets 412. Empty accepts any.",
+    )
+    accepted_documents: str = Field(
+        _DEFAULT_IMS_DOCUMENTS,
+        description="Comma-separated Verb.Noun documents the receiver routes; others get 412.",
+    )
+    dedupe_window_s: float = Field(
+        86_400.0, gt=0, description="How long an acknowledged BODID is remembered to absorb redeliveries."
+    )
+    dedupe_max_entries: int = Field(
+        1_000_000, ge=1, description="Most BODIDs remembered; the oldest are forgotten first."
+    )
+    ack_timeout_s: float = Field(
+        10.0, gt=0, description="How long a message waits for the broker's ack before answering 503."
+    )
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After (seconds) sent with 503 when Kafka is unavailable."
+    )
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name from the catalogue (as `topics apply --prefix`)."
+    )
+    poll_interval_s: float = Field(
+        30.0, gt=0, description="MI poller: pause between two passes over the changed-since feeds."
+    )
+    poll_feeds: str = Field(
+        "inventory,customers,items",
+        description="MI poller: comma-separated feeds to poll (inventory, customers, items).",
+    )
+    poll_page_size: int = Field(
+        500, ge=1, le=10_000, description="MI poller: records per MI call (maxrecs; never unlimited)."
+    )
+    poll_overlap_ms: int = Field(
+        60_000,
+        ge=0,
+        description="MI poller: each pass re-reads this many LMTS milliseconds before the cursor (changes "
+        "committed late); records already emitted by this process are skipped.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_list(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        tokens = _split_list(value.get_secret_value())
+        if not tokens:
+            raise ValueError("must list at least one token")
+        for position, token in enumerate(tokens, start=1):
+            if len(token) < 16:
+                raise ValueError(f"token #{position} is shorter than 16 characters; generate a longer one")
+        return value
+
+    @field_validator("accepted_documents")
+    @classmethod
+    def _document_list(cls, value: str) -> str:
+        names = _split_list(value)
+        if not names:
+            raise ValueError("must list at least one Verb.Noun document")
+        for name in names:
+            if not re.fullmatch(r"[A-Z][A-Za-z]*\.[A-Z][A-Za-z0-9]*", name):
+                raise ValueError(f"{name!r} is not Verb.Noun (e.g. Sync.SalesOrder)")
+        return ",".join(names)
+
+    @field_validator("poll_feeds")
+    @classmethod
+    def _feed_list(cls, value: str) -> str:
+        feeds = [feed.lower() for feed in _split_list(value)]
+        unknown = sorted(set(feeds) - {"inventory", "customers", "items"})
+        if unknown:
+            raise ValueError(f"unknown feed(s) {', '.join(unknown)}; use inventory, customers, items")
+        return ",".join(dict.fromkeys(feeds))
+
+    def token_list(self) -> list[SecretStr]:
+        """Each configured bearer token on its own (empty when none is set)."""
+        if self.tokens is None:
+            return []
+        return [SecretStr(token) for token in _split_list(self.tokens.get_secret_value())]
+
+    def to_logical_id_set(self) -> frozenset[str]:
+        """The logical ids accepted as toLogicalId (empty: any)."""
+        return frozenset(_split_list(self.to_logical_ids))
+
+    def accepted_document_set(self) -> frozenset[str]:
+        """The Verb.Noun documents the receiver routes."""
+        return frozenset(_split_list(self.accepted_documents))
+
+    def poll_feed_list(self) -> list[str]:
+        """The feeds the MI poller runs, in the order given."""
+        return _split_list(self.poll_feeds)
+
+
 class Settings(BaseSettings):
     """Everything a psinfor process needs. Build it once with :func:`load_settings` in ``main()``."""
 
@@ -433,6 +562,12 @@ class Settings(BaseSettings):
     poller: PollerSettings = Field(PollerSettings(), description="PrestaShop webservice poller.")
     webhooks: WebhookReceiverSettings | None = Field(
         None, description="Signed-webhook receiver; only the prestashop-webhooks ingest service."
+    )
+    infor: InforSettings | None = Field(
+        None, description="Infor M3 through the ION API; only stages that call Infor."
+    )
+    infor_events: InforEventsSettings = Field(
+        InforEventsSettings(), description="Infor IMS receiver and MI poller."
     )
 
     @classmethod
@@ -473,6 +608,25 @@ class Settings(BaseSettings):
                 "this command reads the PrestaShop webservice"
             )
         return self.prestashop
+
+    def require_infor(self) -> InforSettings:
+        """The Infor connection settings, or a ConfigError naming the variables an M3 client needs."""
+        if self.infor is None:
+            raise ConfigError(
+                f"{env_name('infor', 'ionapi_path')} and {env_name('infor', 'cono')} are not set: "
+                "this command calls Infor M3 through the ION API"
+            )
+        return self.infor
+
+    def require_ims_tokens(self) -> list[SecretStr]:
+        """The IMS receiver's bearer tokens, or a ConfigError naming the variable."""
+        tokens = self.infor_events.token_list()
+        if not tokens:
+            raise ConfigError(
+                f"{env_name('infor_events', 'tokens')} is not set: the IMS receiver needs the bearer "
+                "token(s) configured on ION's API suite for our endpoint"
+            )
+        return tokens
 
     def secret_values(self) -> list[str]:
         """The plain values of every secret that is set, for log filters that must never print them."""
