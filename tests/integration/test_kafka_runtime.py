@@ -174,6 +174,14 @@ def _wait_until(condition: Callable[[], bool], producer: Producer, timeout_s: fl
         producer.poll(0.1)
 
 
+def _leader(admin: AdminClient, topic: str) -> int:
+    """Node id leading partition 0 of ``topic``; -1 while metadata does not know one yet."""
+    described = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
+    if described is None or 0 not in described.partitions:
+        return -1
+    return int(described.partitions[0].leader)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_nodes: KafkaCluster) -> None:
@@ -183,7 +191,7 @@ def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_n
         [NewTopic(topic, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})]
     )[topic].result(timeout=30)
     _wait_until(
-        lambda: admin.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].leader >= 0,
+        lambda: _leader(admin, topic) >= 0,
         Producer({"bootstrap.servers": three_nodes.bootstrap_servers}),
         30,
         "a leader",
@@ -202,11 +210,14 @@ def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_n
 
     _produce_phase(producer, topic, range(0, n), acks)
     _wait_until(lambda: len(acks.acked) >= n // 2, producer, 30, "acks before the kill")
-    leader_id = admin.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].leader
+    leader_id = _leader(admin, topic)
+    assert leader_id >= 1
+    # Kill while records are in flight: the next batch is queued but not yet acknowledged.
+    _produce_phase(producer, topic, range(n, n + n // 5), acks)
     three_nodes.kill_node(leader_id - 1)
     acked_at_kill = len(acks.acked)
 
-    _produce_phase(producer, topic, range(n, 2 * n), acks)
+    _produce_phase(producer, topic, range(n + n // 5, 2 * n), acks)
     _wait_until(lambda: any(i >= n for i in acks.acked), producer, 60, "acks after the kill")
     three_nodes.restart_node(leader_id - 1)
     _produce_phase(producer, topic, range(2 * n, 3 * n), acks)
