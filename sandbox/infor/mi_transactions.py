@@ -19,6 +19,7 @@ Inputs and outputs follow infor.md §2.4. What the spec does not settle is chose
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
@@ -207,7 +208,13 @@ def lst_head(ctx: MiContext, rec: dict[str, str]) -> Iterator[dict[str, str]]:
 
 def search_head(ctx: MiContext, rec: dict[str, str]) -> Iterator[dict[str, str]]:
     terms: list[tuple[str, str]] = []
-    for token in rec["SQRY"].split():
+    # Search-query syntax is Lucene-like: a value may be quoted (CUOR:"PS 1"); the spec gives no
+    # grammar, so be lenient and accept quoted and bare values alike.
+    try:
+        tokens = shlex.split(rec["SQRY"])
+    except ValueError:  # unbalanced quote: take the words as they come
+        tokens = rec["SQRY"].split()
+    for token in tokens:
         name, sep, value = token.partition(":")
         terms.append((name.upper(), value) if sep else ("", token))
     candidates: Iterable[CustomerOrder]
