@@ -141,12 +141,17 @@ class IonApiAuth(httpx.Auth):
     async def _fetch(self, current: AccessToken | None) -> AccessToken:
         if current is not None and current.refresh_token is not None:
             try:
-                return await self._grant(
+                renewed = await self._grant(
                     {"grant_type": "refresh_token", "refresh_token": current.refresh_token.get_secret_value()}
                 )
             except InforAuthError:
                 # Refresh token expired or revoked: the service account can still get a fresh token.
                 log.info("ION API refresh token refused; falling back to the password grant")
+            else:
+                if renewed.refresh_token is not None:
+                    return renewed
+                # RFC 6749 §6: a refresh response MAY omit a new refresh token; the old one stays valid.
+                return AccessToken(renewed.access_token, renewed.expires_at, current.refresh_token)
         sask = self._credentials.sask
         assert sask is not None  # checked in __init__
         return await self._grant(
