@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -165,6 +166,10 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGKILL the JVM when the process that
     # started it dies, so a test run killed hard does not leave brokers behind. Linux only; harmless if
@@ -177,8 +182,10 @@ def _die_with_parent() -> None:
 class JvmProcess:
     """One running JVM: either a child of this process or, after a detached start, just a pid.
 
-    ``attached=True`` ties the JVM's life to this Python process (it is SIGKILLed if we die; note the
-    kernel ties it to the *thread* that started it, so start attached JVMs from a long-lived thread).
+    ``attached=True`` ties the JVM's life to this Python process: started from the main thread it is
+    SIGKILLed by the kernel if we die. The kernel ties that signal to the *thread* that forked, so a
+    JVM started from any other thread (a test's chaos thread restarting a broker) goes without it and
+    relies on :meth:`stop` (the launchers' ``stop()``, the test session's end) like a detached one.
     ``attached=False`` starts it in its own session so it outlives the command that launched it.
     """
 
@@ -194,7 +201,7 @@ class JvmProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=not attached,
-                preexec_fn=_die_with_parent if attached else None,
+                preexec_fn=_die_with_parent if attached and _on_main_thread() else None,
             )
         self.pid = self._popen.pid
 

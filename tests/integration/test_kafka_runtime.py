@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -236,6 +237,23 @@ def test_three_nodes_lose_no_acknowledged_record_when_a_leader_is_killed(three_n
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:10]}"
     assert any(i >= n for i in acks.acked), "nothing was acknowledged after the leader was killed"
     assert len(acks.acked) == 3 * n, f"not every record was acknowledged: {acks.failed[:5]}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_node_restarted_from_a_thread_outlives_that_thread(three_nodes: KafkaCluster) -> None:
+    # The kernel's parent-death signal is per thread: a JVM forked by a short-lived thread must not get
+    # it, or it dies the moment that thread returns (a chaos thread restarting a broker did exactly that).
+    three_nodes.kill_node(2)
+    restarter = threading.Thread(target=three_nodes.restart_node, args=(2,), name="restarter")
+    restarter.start()
+    restarter.join(timeout=90)
+    assert not restarter.is_alive()
+
+    process = three_nodes.processes[2]
+    assert process is not None
+    assert len(three_nodes.admin().list_topics(timeout=10).brokers) == 3
+    assert process.alive()
 
 
 # -- (c) the CLI: detached brokers outlive the command, status sees them, down stops them ----------
