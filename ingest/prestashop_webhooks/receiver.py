@@ -98,7 +98,7 @@ _PS_WEBHOOKS_RESOURCES: Mapping[str, str] = {
 }
 
 
-class Refusal(Exception):  # noqa: N818 - an answer, not a failure of ours: "Refusal" reads right at call sites
+class Refusal(Exception):
     """The request is refused with ``status``; ``reason`` is a bounded code (metric label, JSON body).
 
     ``message`` says what is wrong, ``hint`` what the sender should do about it.

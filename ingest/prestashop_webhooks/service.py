@@ -166,16 +166,9 @@ class ReceiverServer:
         self.stop()
 
 
-def main(*, host: str | None = None, port: int | None = None) -> int:
-    """Run the receiver in the foreground until SIGINT/SIGTERM; returns the exit code.
-
-    Settings come from the environment (``PSINFOR_KAFKA__*``, ``PSINFOR_WEBHOOKS__*``,
-    ``PSINFOR_SERVICE__*``); ``host``/``port`` override ``service.http_host``/``http_port``.
-    """
-    settings = load_settings()
-    webhooks = settings.require_webhooks()
-    secrets = settings.secret_values() + [s.get_secret_value() for s in webhooks.secret_list()]
-    configure_logging(settings.service, stage=STAGE, secrets=secrets)
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    """Run the receiver in the foreground until SIGINT/SIGTERM; returns the exit code (1 when records
+    were left undelivered at shutdown). ``host``/``port`` override ``service.http_host``/``http_port``."""
     bind_host = host if host is not None else settings.service.http_host
     sock = _listen(bind_host, port if port is not None else settings.service.http_port)
     producer = PipelineProducer(settings.kafka, client_id_suffix=STAGE)
@@ -191,3 +184,13 @@ def main(*, host: str | None = None, port: int | None = None) -> int:
         sock.close()
         undelivered = producer.close()
     return 0 if undelivered == 0 else 1
+
+
+def main(*, host: str | None = None, port: int | None = None) -> int:
+    """``psinfor ingest prestashop-webhooks``: settings from the environment (``PSINFOR_KAFKA__*``,
+    ``PSINFOR_WEBHOOKS__*``, ``PSINFOR_SERVICE__*``), logging, then :func:`serve`."""
+    settings = load_settings()
+    webhooks = settings.require_webhooks()
+    secrets = settings.secret_values() + [s.get_secret_value() for s in webhooks.secret_list()]
+    configure_logging(settings.service, stage=STAGE, secrets=secrets)
+    return serve(settings, host=host, port=port)

@@ -1,0 +1,313 @@
+"""Webhook receiver throughput and latency beside a raw-Kafka baseline.
+
+``python -m bench.webhooks [--bootstrap HOST:PORT] [--requests N] [--connections C]``
+
+1. Uses the broker at ``--bootstrap``, or starts its own single-node KafkaCluster (sandbox launcher).
+2. Creates the four raw topics under a unique prefix and starts the receiver in ONE child process
+   (uvicorn, the production ``serve()``), on a free loopback port.
+3. Drives it with a closed-loop load generator: ``C`` keep-alive HTTP/1.1 connections over asyncio
+   streams, each sending the next pre-signed webhook as soon as the previous answer arrived (a minimal
+   client so the generator, which shares the machine, costs less than the server).
+4. Baseline: the same bodies, keys and headers produced with a bare confluent-kafka ``Producer``
+   (acks=all, idempotent, same linger) by ``C`` concurrent waiters, each waiting for its record's ack.
+5. Prints requests/s and p50/p99 latency side by side.
+
+Run by hand; it is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from connectors.prestashop.webhook_signature import sign
+from ingest.prestashop_webhooks.receiver import RESOURCE_ENTITIES, Entity, raw_topics
+from pipeline.producer import PRODUCER_DEFAULTS
+from schemas.catalogue import load_catalogue
+
+SHOP = "bench"
+RESOURCES = sorted(RESOURCE_ENTITIES)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured run."""
+
+    label: str
+    count: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    def row(self) -> str:
+        ordered = sorted(self.latencies) or [0.0]
+
+        def pct(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+        rate = self.count / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.label:<28}{self.count:>9}{rate:>12.0f}{pct(0.50):>10.1f}{pct(0.99):>10.1f}"
+            f"{ordered[-1] * 1000:>10.1f}{self.errors:>8}"
+        )
+
+
+HEADER = f"{'':<28}{'requests':>9}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A pre-built, pre-signed webhook."""
+
+    key: bytes
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def build_webhooks(count: int, secret: str) -> list[Webhook]:
+    """``count`` distinct signed webhooks spread over the routed resources (~300-byte bodies)."""
+    timestamp = int(time.time())
+    webhooks: list[Webhook] = []
+    for index in range(count):
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        resource = RESOURCES[index % len(RESOURCES)]
+        body = json.dumps(
+            {
+                "id": webhook_id,
+                "type": f"{resource}.updated",
+                "occurred_at": "2024-05-01T10:22:33+02:00",
+                "shop": {"id_shop": 1, "base_url": "https://shop.example"},
+                "source_hook": "actionObjectUpdateAfter",
+                "resource": {"type": resource, "id": index + 1},
+                "data": {"id": index + 1, "old_state": 2, "new_state": 4},
+                "ps_version": "8.1.7",
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = [
+            ("content-type", "application/json"),
+            ("webhook-id", webhook_id),
+            ("webhook-timestamp", str(timestamp)),
+            ("webhook-signature", sign(secret, webhook_id, timestamp, body)),
+        ]
+        webhooks.append(Webhook(f"{SHOP}:{resource}:{index + 1}".encode(), body, headers))
+    return webhooks
+
+
+# -- the HTTP load generator -----------------------------------------------------------------------
+
+
+def _request_bytes(host: str, port: int, webhook: Webhook) -> bytes:
+    lines = [f"POST /webhooks/prestashop/{SHOP} HTTP/1.1", f"host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in webhook.headers]
+    lines.append(f"content-length: {len(webhook.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + webhook.body
+
+
+async def _http_connection(
+    host: str, port: int, requests: list[bytes], cursor: list[int], latencies: list[float], errors: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        while cursor[0] < len(requests):
+            request = requests[cursor[0]]
+            cursor[0] += 1
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors[0] += 1
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def drive_http(host: str, port: int, webhooks: Sequence[Webhook], connections: int) -> Result:
+    """Send every webhook over ``connections`` keep-alive connections (closed loop)."""
+    requests = [_request_bytes(host, port, webhook) for webhook in webhooks]
+    latencies: list[float] = []
+    errors = [0]
+    cursor = [0]
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(_http_connection(host, port, requests, cursor, latencies, errors) for _ in range(connections))
+    )
+    return Result(
+        "receiver (HTTP, acked)", len(latencies), errors[0], time.perf_counter() - started, latencies
+    )
+
+
+# -- the raw-Kafka baseline ------------------------------------------------------------------------
+
+
+async def drive_kafka(
+    bootstrap: str, topics: dict[Entity, str], webhooks: Sequence[Webhook], concurrency: int
+) -> Result:
+    """The same records through a bare confluent-kafka producer; ``concurrency`` waiters, each acked."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS}
+    producer = Producer(config)
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            producer.poll(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    latencies: list[float] = []
+    errors = [0]
+    cursor = [0]
+    topic_of = {resource: topics[entity] for resource, entity in RESOURCE_ENTITIES.items()}
+
+    async def waiter() -> None:
+        while cursor[0] < len(webhooks):
+            webhook = webhooks[cursor[0]]
+            cursor[0] += 1
+            acked: asyncio.Future[KafkaError | None] = loop.create_future()
+
+            def report(
+                error: KafkaError | None, _message: object, acked: asyncio.Future[Any] = acked
+            ) -> None:
+                loop.call_soon_threadsafe(acked.set_result, error)
+
+            topic = topic_of[webhook.key.split(b":")[1].decode()]
+            headers: list[tuple[str, str | bytes | None]] = [(n, v.encode()) for n, v in webhook.headers]
+            started = time.perf_counter()
+            producer.produce(topic, webhook.body, webhook.key, headers=headers, on_delivery=report)
+            if await acked is not None:
+                errors[0] += 1
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(waiter() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    poller.join()
+    producer.flush(10)
+    return Result("raw Kafka (bare, acked)", len(latencies), errors[0], elapsed, latencies)
+
+
+# -- orchestration ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the receiver did not become ready")
+
+
+def _serve_child(settings_json: str, port: int) -> int:
+    """The child process: the production ``serve()`` with settings built in code from JSON."""
+    from ingest.prestashop_webhooks.service import serve
+    from pipeline.settings import Settings
+
+    return serve(Settings.model_validate_json(settings_json), host="127.0.0.1", port=port)
+
+
+def run(bootstrap: str, requests: int, connections: int) -> None:
+    """Create topics, start the receiver child, run both measurements and print the table."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    topics = raw_topics(load_catalogue(), prefix)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, 6, 1) for name in topics.values()]).values():
+        future.result(timeout=30)
+    settings = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "service": {"log_level": "WARNING"},
+        "webhooks": {"secrets": secret, "shop_keys": SHOP, "topic_prefix": prefix},
+    }
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.webhooks", "_serve", json.dumps(settings), str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        _wait_http(port, 30)
+        warmup = build_webhooks(min(2000, requests), secret)
+        asyncio.run(drive_http("127.0.0.1", port, warmup, connections))
+        webhooks = build_webhooks(requests, secret)
+        http = asyncio.run(drive_http("127.0.0.1", port, webhooks, connections))
+    finally:
+        child.terminate()
+        child.wait(30)
+    kafka = asyncio.run(drive_kafka(bootstrap, topics, build_webhooks(requests, secret), connections))
+    print(f"\nwebhook receiver, one process, {connections} connections, {requests} distinct webhooks")
+    print(f"(load generator on the same {os.cpu_count()}-core machine, loopback)\n")
+    print(HEADER)
+    print(http.row())
+    print(kafka.row())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m bench.webhooks --help``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.webhooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bootstrap", help="an existing broker (host:port); default: start one")
+    parser.add_argument("--requests", type=int, default=20_000, help="webhooks to send (default 20000)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    args, rest = parser.parse_known_args(argv)
+    if rest[:1] == ["_serve"]:
+        return _serve_child(rest[1], int(rest[2]))
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.bootstrap:
+        run(args.bootstrap, args.requests, args.connections)
+        return 0
+    from sandbox.kafka.launcher import KafkaCluster
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-kafka-") as run_dir,
+        KafkaCluster(1, Path(run_dir)) as cluster,
+    ):
+        run(cluster.bootstrap_servers, args.requests, args.connections)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
