@@ -1,0 +1,172 @@
+"""``psinfor process``: run the processor worker (faust) with the chosen flows until stopped.
+
+``python -m processors.main --flows REF[,REF...]`` does the same without the whole command tree (the
+SIGKILL test and supervisors use it). A flow reference is a production flow's name (see
+:data:`FLOWS`) or ``package.module:ATTRIBUTE`` naming a :class:`~processors.runner.Flow`.
+
+SIGTERM/SIGINT stop the worker gracefully: faust commits the offsets of acknowledged batches. A fatal
+error ends the process with :data:`~processors.runner.EXIT_FATAL` and nothing more committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.health import HealthServer
+from pipeline.log import configure_logging
+from pipeline.settings import Settings, load_settings
+from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
+from processors.runner import Flow, register_flow
+
+log = logging.getLogger(__name__)
+
+FLOWS: dict[str, str] = {}
+"""Production flows by name → ``module:ATTRIBUTE``; each flow module adds its line here."""
+
+
+def resolve_flow(reference: str) -> Flow[Any]:
+    """The flow a ``--flows`` item names; ConfigError when it does not exist or is not a Flow."""
+    target = FLOWS.get(reference, reference)
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        known = ", ".join(sorted(FLOWS)) or "none yet"
+        raise ConfigError(
+            f"unknown flow {reference!r}: use a flow name ({known}) or package.module:ATTRIBUTE"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"flow {reference!r}: cannot import {module_name} ({exc})") from exc
+    flow = getattr(module, attribute, None)
+    if not isinstance(flow, Flow):
+        raise ConfigError(f"flow {reference!r}: {module_name}.{attribute} is not a processors.runner.Flow")
+    return flow
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``psinfor process`` (shared by the CLI group and ``python -m processors.main``)."""
+    defaults = ProcessorOptions()
+    parser.add_argument(
+        "--flows", required=True, help="comma-separated flow names or package.module:ATTRIBUTE references"
+    )
+    parser.add_argument(
+        "--app-id",
+        default=defaults.app_id,
+        help="consumer group and table changelog prefix (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="NAME=ACTUAL",
+        help="use topic ACTUAL where the catalogue says NAME (repeatable; tests, side-by-side runs)",
+    )
+    parser.add_argument("--take-max", type=int, default=defaults.take_max, help="events per batch")
+    parser.add_argument(
+        "--take-within", type=float, default=defaults.take_within_s, help="seconds a batch may wait to fill"
+    )
+    parser.add_argument(
+        "--linger-ms", type=int, default=defaults.linger_ms, help="canonical producer linger (ms)"
+    )
+    parser.add_argument(
+        "--changelog-replication",
+        type=int,
+        default=defaults.changelog_replication_factor,
+        help="replication factor of the table changelog topics faust creates",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=defaults.session_timeout_s,
+        help="seconds before the group gives a silent (killed) worker's partitions away",
+    )
+    parser.add_argument(
+        "--faust-sensor", action="store_true", help="also export faust's per-event Prometheus metrics"
+    )
+    parser.add_argument(
+        "--datadir", type=Path, default=None, help="faust data directory (default: a temp dir)"
+    )
+
+
+def options_from(args: argparse.Namespace) -> ProcessorOptions:
+    """ProcessorOptions from parsed arguments; ConfigError for a malformed ``--topic``."""
+    names: dict[str, str] = {}
+    for item in args.topic:
+        name, sep, actual = item.partition("=")
+        if not sep or not name or not actual:
+            raise ConfigError(f"--topic {item!r} is not NAME=ACTUAL")
+        names[name] = actual
+    if args.take_max < 1 or args.take_within <= 0:
+        raise ConfigError("--take-max must be >= 1 and --take-within > 0")
+    return ProcessorOptions(
+        app_id=args.app_id,
+        topic_names=names,
+        take_max=args.take_max,
+        take_within_s=args.take_within,
+        linger_ms=args.linger_ms,
+        changelog_replication_factor=args.changelog_replication,
+        session_timeout_s=args.session_timeout,
+        faust_sensor=args.faust_sensor,
+        datadir=args.datadir,
+    )
+
+
+def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str]) -> int:
+    """Build the app, register the flows and run the worker until it is stopped; returns the exit code."""
+    import faust
+
+    configure_logging(settings.service, stage=STAGE, secrets=settings.secret_values())
+    flows = [resolve_flow(ref.strip()) for ref in flow_refs if ref.strip()]
+    if not flows:
+        raise ConfigError("--flows names no flow")
+    app: ProcessorApp = build_app(settings, options)
+    for flow in flows:
+        register_flow(app, flow)
+    server = HealthServer.from_settings(settings.service, app.health)
+    server.start()
+    log.info(
+        "processor starting",
+        extra={"flows": [flow.name for flow in flows], "app_id": options.app_id, "health": server.url},
+    )
+
+    @app.faust.on_partitions_assigned.connect
+    async def _ready(*_: Any, **__: Any) -> None:
+        app.health.set_ready(True)
+
+    worker = faust.Worker(app.faust, loglevel=settings.service.log_level, quiet=True, redirect_stdouts=False)
+    # mode's Worker would replace our logging configuration with its own.
+    worker.override_logging = False
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:  # the worker always ends this way, with its exit status
+        code = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        server.stop()
+        remaining = app.producer.close(timeout=settings.dlq.delivery_timeout_s)
+        if remaining:
+            code = code or 1
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m processors.main``; configuration errors are one line on stderr and exit 2."""
+    parser = argparse.ArgumentParser(prog="psinfor-process", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(load_settings(), options_from(args), args.flows.split(","))
+    except ConfigError as exc:
+        print(f"psinfor: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
