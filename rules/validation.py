@@ -23,6 +23,11 @@ from pydantic import ValidationError
 from pipeline.errors import InvalidMessage
 from rules import model
 
+# Source models' own parsers (BeforeValidator) raise ``ValueError("not a decimal: ...")``; the words
+# after "not a"/"not an" name the expected type.
+_NOT_A = re.compile(
+    r"^(?:Value error, )?not an? (?:PrestaShop )?(decimal|integer|boolean|string|date|number)\b"
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ISO4217 = re.compile(r"^[A-Z]{3}$")
 
@@ -76,8 +81,9 @@ def invalid_from_validation_error(exc: ValidationError, *, prefix: str = "") -> 
         return InvalidMessage("missing_field", f"required field {path} is missing{more}", field_path=path)
     got = first.get("input")
     got_text = type(got).__name__ if got is not None else "null"
-    if kind in _EXPECTED:
-        expected = _EXPECTED[kind]
+    declared = _NOT_A.match(first["msg"]) if kind == "value_error" else None
+    if kind in _EXPECTED or declared:
+        expected = declared.group(1) if declared else _EXPECTED[kind]
         return InvalidMessage(
             "wrong_type",
             f"{path}: expected {expected}, got {got_text} {_short(got)}{more}",
