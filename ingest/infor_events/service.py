@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 STAGE = "ingest-infor-events"
 
+PRODUCER_OVERRIDES: dict[str, str | int | float | bool] = {"linger.ms": 0}
+"""ION's IMS pushes one message at a time per connection point and waits for our answer: there is
+nothing to batch with, so lingering would only add its delay to every message's round trip."""
+
 
 def build_app(
     settings: Settings,
@@ -107,7 +111,9 @@ class ImsReceiverServer:
         self._host = host if host is not None else settings.service.http_host
         self._requested_port = port if port is not None else settings.service.http_port
         self._own_producer = producer is None
-        self.producer = producer or PipelineProducer(settings.kafka, client_id_suffix=STAGE)
+        self.producer = producer or PipelineProducer(
+            settings.kafka, client_id_suffix=STAGE, overrides=PRODUCER_OVERRIDES
+        )
         self.health = HealthState.from_settings(settings.service, STAGE)
         self.app = build_app(settings, self.producer, self.health, topics=topics)
         self._socket: socket.socket | None = None
@@ -188,7 +194,7 @@ def main(*, host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings.service, stage=STAGE, secrets=settings.secret_values())
     bind_host = host if host is not None else settings.service.http_host
     sock = _listen(bind_host, port if port is not None else settings.service.http_port)
-    producer = PipelineProducer(settings.kafka, client_id_suffix=STAGE)
+    producer = PipelineProducer(settings.kafka, client_id_suffix=STAGE, overrides=PRODUCER_OVERRIDES)
     try:
         health = HealthState.from_settings(settings.service, STAGE)
         app = build_app(settings, producer, health)
