@@ -289,13 +289,13 @@ class MiPoller:
         )
 
     async def run(
-        self, stop: asyncio.Event, interval_s: float, on_pass: Callable[[], None] = lambda: None
+        self, stop: asyncio.Event, interval_s: float, heartbeat: Callable[[], None] = lambda: None
     ) -> None:
         """Poll every feed, pause ``interval_s``, repeat until ``stop`` is set.
 
         A retryable failure of one feed is logged and retried next round (its cursor stays); anything
-        else propagates (a bug, or a configuration the operator must fix). ``on_pass`` runs after each
-        round (the service's heartbeat).
+        else propagates (a bug, or a configuration the operator must fix). ``heartbeat`` is called after
+        every feed and every second of the pause (the service's liveness).
         """
         while not stop.is_set():
             for feed in self.feeds:
@@ -306,6 +306,9 @@ class MiPoller:
                         "MI feed pass failed; retrying next round",
                         extra={"feed": feed.name, "error": str(exc)},
                     )
-            on_pass()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+                heartbeat()
+            deadline = time.monotonic() + interval_s
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(1.0, left))
+                heartbeat()
