@@ -1,0 +1,184 @@
+"""What every PrestaShop flow reads of a raw record: snapshot or notification, the shop, its clock, meta.
+
+The raw contract is written by the poller (``ingest/prestashop_poller/raw.py``): only records whose
+``source`` header is ``prestashop-poll`` carry a payload to map. Everything else on the raw PrestaShop
+topics (``source=prestashop-webhook`` thin notifications, which the poller answers with a snapshot of
+its own) decodes to :class:`Skipped`, for which a flow's ``to_record`` returns None (counted
+``skipped``). A flow also skips the snapshots of resources it does not map (the orders topic carries
+order bundles, order_carrier snapshots and payment bundles, each for its own flow).
+
+Identity (ARCHITECTURE.md §4): ``meta.version`` is the row's ``date_upd`` (shop-local, converted with
+the shop's ``PS_TIMEZONE``) as UTC epoch milliseconds; ``meta.event_id`` is the UUIDv5 of
+``PRESTASHOP|<entity>|<shop_id>:<id>|<version>`` under :data:`EVENT_NAMESPACE`. The shop id is part of
+the name because two shops (installations) number their rows independently.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.prestashop.models import Configuration
+from pipeline.errors import InvalidMessage
+from pipeline.records import Headers
+from rules.validation import invalid_from_validation_error
+
+SOURCE_SNAPSHOT = "prestashop-poll"
+"""``source`` header of the records that carry a payload (see the module docstring)."""
+
+EVENT_NAMESPACE = uuid.UUID("3f0c2b8e-9d4a-5e61-a7c3-1b2d4e6f8a90")
+"""UUIDv5 namespace of PrestaShop canonical event ids. Never change it: ids would stop colliding."""
+
+SKIP_VERSION = 2**63 - 1
+"""Version reported for a :class:`Skipped` event.
+
+The runner compares versions before it calls ``to_record``; a notification has no version of its own
+and must reach ``to_record`` (which returns None, counted ``skipped``) rather than be counted as a
+stale copy of the snapshot sharing its key. Nothing is remembered for a skipped event, so this value
+never enters the version table.
+"""
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A raw record this flow maps to nothing: a webhook notification or another flow's record."""
+
+    why: str
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """The first header ``name`` as text, or None."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def skip_reason(headers: Headers, *event_types: str) -> str | None:
+    """Why this record carries nothing for a flow reading ``event_types``; None when it does."""
+    source = header(headers, "source")
+    if source != SOURCE_SNAPSHOT:
+        return f"not a snapshot (source={source})"
+    event_type = header(headers, "event_type")
+    if event_type not in event_types:
+        return f"event_type {event_type} belongs to another flow"
+    return None
+
+
+def shop_id_of(headers: Headers) -> str:
+    """The psinfor shop id the poller stamped on the record (``shop_id`` header); InvalidMessage if none."""
+    value = (header(headers, "shop_id") or "").strip()
+    if not value.isdigit():
+        raise InvalidMessage(
+            "missing_field", "raw PrestaShop record without a numeric shop_id header", field_path="shop_id"
+        )
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a raw payload; InvalidMessage ``undecodable`` when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessage("undecodable", f"raw PrestaShop payload is not JSON: {exc}") from exc
+
+
+def parse_model(model: type[ModelT], data: Any) -> ModelT:
+    """``data`` validated as ``model``; a type error is InvalidMessage naming the field path and type."""
+    if not isinstance(data, dict):
+        raise InvalidMessage(
+            "wrong_type",
+            f"expected a JSON object for {model.__name__}, got {type(data).__name__}",
+            field_path="$",
+            details={"expected": "object", "got": type(data).__name__},
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from_validation_error(exc) from exc
+
+
+def configuration_map(rows: Iterable[Configuration]) -> dict[str, str]:
+    """Configuration rows as name → value; the shop-wide row (no id_shop) wins, as in the client."""
+    values: dict[str, str] = {}
+    ordered = sorted(rows, key=lambda r: (r.id_shop or 0, r.id_shop_group or 0), reverse=True)
+    for row in ordered:
+        values[row.name] = row.value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class ShopClock:
+    """Turns the shop's naive local timestamps into UTC (PrestaShop stores no zone; PS_TIMEZONE says it)."""
+
+    zone: ZoneInfo
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, str], *, field_path: str) -> ShopClock:
+        """From the shop's ``PS_TIMEZONE``; InvalidMessage when it is missing or unknown."""
+        name = configuration.get("PS_TIMEZONE", "").strip()
+        if not name:
+            raise InvalidMessage(
+                "missing_field", "the record carries no PS_TIMEZONE configuration", field_path=field_path
+            )
+        try:
+            return cls(ZoneInfo(name))
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidMessage(
+                "invalid_format", f"PS_TIMEZONE {name!r} is not a known time zone", field_path=field_path
+            ) from exc
+
+    def utc(self, local: datetime) -> datetime:
+        """``local`` (naive, shop time) as an aware UTC datetime (the earlier reading of a DST fold)."""
+        return local.replace(tzinfo=self.zone).astimezone(UTC)
+
+    def epoch_ms(self, local: datetime) -> int:
+        """``local`` as UTC epoch milliseconds."""
+        return int(self.utc(local).timestamp() * 1000)
+
+    def required(self, local: datetime | None, field_path: str) -> datetime:
+        """``local`` in UTC; InvalidMessage ``missing_field`` when the shop sent a zero/empty date."""
+        if local is None:
+            raise InvalidMessage(
+                "missing_field", f"{field_path} is empty or a zero date", field_path=field_path
+            )
+        return self.utc(local)
+
+
+def event_id(entity: str, shop_id: str, source_id: str, version: int) -> str:
+    """The deterministic event id of one version of one PrestaShop row (module docstring)."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"PRESTASHOP|{entity}|{shop_id}:{source_id}|{version}"))
+
+
+def meta(
+    *,
+    entity: str,
+    shop_id: str,
+    source_id: str,
+    version: int,
+    occurred_at: datetime,
+    ingested_at: datetime,
+    correlation_id: str,
+) -> dict[str, Any]:
+    """The canonical ``Meta`` of a PrestaShop record (a first event: no causation)."""
+    return {
+        "event_id": event_id(entity, shop_id, source_id, version),
+        "source_system": "PRESTASHOP",
+        "source_entity": entity,
+        "source_id": source_id,
+        "version": version,
+        "occurred_at": occurred_at,
+        "ingested_at": ingested_at,
+        "correlation_id": correlation_id,
+        "causation_id": None,
+        "shop_id": shop_id,
+    }
