@@ -12,18 +12,17 @@ seconds, whichever comes first), in source order::
     to_record(model, context)         None → nothing to emit (skipped); InvalidMessage → DLQ as above
     AvroCodec.encode(datum, output)   InvalidMessage(schema_violation) → DLQ as above
     produce(output, key, value, headers: event_id, correlation_id, causation_id, flow)
-    ... then wait until every canonical and DLQ record of the batch was acknowledged,
-    remember the new versions (table + changelog), and only then ack the events to faust.
+    ... then wait until every canonical and DLQ record of the batch was acknowledged, write the
+    new versions to the table's changelog and wait for those acks, and only then ack the events.
 
-faust commits only acked offsets, and flushes its producer (the version changelog) before committing,
-so a source offset moves only after the canonical record, any DLQ record and the version it implies are
-durable. ``RetryableError`` (registry or broker briefly unreachable) is retried in place with backoff,
-holding the batch. Anything else, ``ProduceError``, ``DlqLimitExceeded`` and a failed delivery
-included, is fatal: the runner logs it and ends the process at once (:func:`crash`). It does not raise
-into faust, because faust's way out of an agent exception acks events (``take``'s ``finally``, the
-agent supervisor restarting the actor, ``stream_ack_exceptions``); a hard exit guarantees that nothing
-after the last acknowledged batch is committed. The supervisor restarts the worker, which reprocesses
-from the committed offsets.
+faust commits only acked offsets, so a source offset moves only after the canonical record, any DLQ
+record and the version it implies are durable. ``RetryableError`` (registry or broker briefly
+unreachable) is retried in place with backoff, holding the batch. Anything else, ``ProduceError``,
+``DlqLimitExceeded`` and a failed delivery included, is fatal: the runner logs it and ends the
+process at once (:func:`crash`). It does not raise into faust, because faust's way out of an agent
+exception acks events (``take``'s ``finally``, the agent supervisor restarting the actor,
+``stream_ack_exceptions``); a hard exit guarantees that nothing after the last acknowledged batch is
+committed. The supervisor restarts the worker, which reprocesses from the committed offsets.
 
 Processing guarantee: at-least-once with deterministic ``event_id`` s (UUIDv5 of source, entity, id,
 version, computed by the flow). We do not use faust's ``processing_guarantee="exactly_once"``: it needs
@@ -239,7 +238,7 @@ class FlowRunner(Generic[ModelT]):
         await delivery.wait(self._delivery_timeout_s)
         if dlq_sent:
             await asyncio.gather(*dlq_sent)
-        self._versions.remember(emitted)
+        await self._versions.remember(emitted, timeout_s=self._delivery_timeout_s)
         for topic, outcome in outcomes:
             self._count(topic, outcome)
         if dead:
@@ -372,7 +371,7 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
         producer=app.producer,
         dead_letters=app.dead_letters,
         dlq_limit=DlqLimit(app.settings.dlq),
-        versions=VersionTable(table),
+        versions=VersionTable(table, app.settings.kafka, client_id_suffix=f"processors-{flow.name}-state"),
         backoff=Backoff(app.settings.retry),
     )
     topic = app.faust.topic(
