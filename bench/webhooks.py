@@ -20,9 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +61,8 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    cpu_seconds: float | None = None
+    """CPU time (user + system, all threads) the measured process spent on the run, when known."""
 
     def row(self) -> str:
         ordered = sorted(self.latencies) or [0.0]
@@ -65,13 +71,21 @@ class Result:
             return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
         rate = self.count / self.seconds if self.seconds else 0.0
+        cpu = (
+            f"{self.cpu_seconds / self.count * 1e6:>12.0f}"
+            if self.cpu_seconds and self.count
+            else f"{'-':>12}"
+        )
         return (
             f"{self.label:<28}{self.count:>9}{rate:>12.0f}{pct(0.50):>10.1f}{pct(0.99):>10.1f}"
-            f"{ordered[-1] * 1000:>10.1f}{self.errors:>8}"
+            f"{ordered[-1] * 1000:>10.1f}{self.errors:>8}{cpu}"
         )
 
 
-HEADER = f"{'':<28}{'requests':>9}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}"
+HEADER = (
+    f"{'':<28}{'requests':>9}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}"
+    f"{'CPU us/req':>12}"
+)
 
 
 @dataclass(frozen=True)
@@ -149,19 +163,79 @@ async def _http_connection(
         await writer.wait_closed()
 
 
-async def drive_http(host: str, port: int, webhooks: Sequence[Webhook], connections: int) -> Result:
-    """Send every webhook over ``connections`` keep-alive connections (closed loop)."""
-    requests = [_request_bytes(host, port, webhook) for webhook in webhooks]
+@dataclass(frozen=True)
+class Share:
+    """What one generator process measured: its latencies and its monotonic start/end."""
+
+    latencies: list[float]
+    errors: int
+    started: float
+    finished: float
+
+
+async def _drive_share(host: str, port: int, requests: list[bytes], connections: int) -> Share:
     latencies: list[float] = []
     errors = [0]
     cursor = [0]
-    started = time.perf_counter()
+    started = time.monotonic()
     await asyncio.gather(
         *(_http_connection(host, port, requests, cursor, latencies, errors) for _ in range(connections))
     )
+    return Share(latencies, errors[0], started, time.monotonic())
+
+
+def _generator_process(
+    host: str, port: int, requests: list[bytes], connections: int, start_at: float
+) -> Share:
+    """One generator process: wait for the common start time, then drive its share (closed loop)."""
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    return asyncio.run(_drive_share(host, port, requests, connections))
+
+
+def drive_http(
+    host: str, port: int, webhooks: Sequence[Webhook], connections: int, generators: int, server_pid: int
+) -> Result:
+    """Send every webhook over ``connections`` keep-alive connections (closed loop), spread over
+    ``generators`` processes of their own (0: in this process), and measure the server's CPU time.
+
+    Requests/s is over the wall time from the first generator's start to the last one's end
+    (``time.monotonic`` is one clock for every process on the machine).
+    """
+    requests = [_request_bytes(host, port, webhook) for webhook in webhooks]
+    cpu_before = _cpu_seconds(server_pid)
+    if generators == 0:
+        shares = [asyncio.run(_drive_share(host, port, requests, connections))]
+    else:
+        slices = [requests[index::generators] for index in range(generators)]
+        per_process = [
+            connections // generators + (index < connections % generators) for index in range(generators)
+        ]
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(generators, mp_context=context) as pool:
+            # Spawned interpreters need a moment to import; start them all at one agreed time.
+            start_at = time.monotonic() + 2.0 + 0.5 * generators
+            futures = [
+                pool.submit(_generator_process, host, port, slices[i], per_process[i], start_at)
+                for i in range(generators)
+            ]
+            shares = [future.result() for future in futures]
+    cpu_after = _cpu_seconds(server_pid)
+    latencies = [latency for share in shares for latency in share.latencies]
+    seconds = max(share.finished for share in shares) - min(share.started for share in shares)
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return Result(
-        "receiver (HTTP, acked)", len(latencies), errors[0], time.perf_counter() - started, latencies
+        "receiver (HTTP, acked)", len(latencies), sum(s.errors for s in shares), seconds, latencies, cpu
     )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all threads) from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the raw-Kafka baseline ------------------------------------------------------------------------
@@ -207,12 +281,15 @@ async def drive_kafka(
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
+    cpu_before = _cpu_seconds(os.getpid())
     await asyncio.gather(*(waiter() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_after = _cpu_seconds(os.getpid())
     stop.set()
     poller.join()
     producer.flush(10)
-    return Result("raw Kafka (bare, acked)", len(latencies), errors[0], elapsed, latencies)
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    return Result("raw Kafka (bare, acked)", len(latencies), errors[0], elapsed, latencies, cpu)
 
 
 # -- orchestration ---------------------------------------------------------------------------------
@@ -246,7 +323,7 @@ def _serve_child(settings_json: str, port: int) -> int:
     return serve(Settings.model_validate_json(settings_json), host="127.0.0.1", port=port)
 
 
-def run(bootstrap: str, requests: int, connections: int) -> None:
+def run(bootstrap: str, requests: int, connections: int, generators: int, profile: Path | None) -> None:
     """Create topics, start the receiver child, run both measurements and print the table."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -264,21 +341,39 @@ def run(bootstrap: str, requests: int, connections: int) -> None:
         [sys.executable, "-m", "bench.webhooks", "_serve", json.dumps(settings), str(port)],
         cwd=Path(__file__).resolve().parent.parent,
     )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         _wait_http(port, 30)
         warmup = build_webhooks(min(2000, requests), secret)
-        asyncio.run(drive_http("127.0.0.1", port, warmup, connections))
+        drive_http("127.0.0.1", port, warmup, connections, 0, child.pid)
         webhooks = build_webhooks(requests, secret)
-        http = asyncio.run(drive_http("127.0.0.1", port, webhooks, connections))
+        if profile is not None:
+            spy = _start_py_spy(child.pid, profile)
+        http = drive_http("127.0.0.1", port, webhooks, connections, generators, child.pid)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(30)
         child.terminate()
         child.wait(30)
     kafka = asyncio.run(drive_kafka(bootstrap, topics, build_webhooks(requests, secret), connections))
+    where = f"{generators} generator process(es)" if generators else "the generator in the bench process"
     print(f"\nwebhook receiver, one process, {connections} connections, {requests} distinct webhooks")
-    print(f"(load generator on the same {os.cpu_count()}-core machine, loopback)\n")
+    print(f"({where}; the same {os.cpu_count()}-core machine, loopback; CPU = the server process's)\n")
     print(HEADER)
     print(http.row())
     print(kafka.row())
+    if profile is not None:
+        print(f"\nprofile of the receiver during the measured run (py-spy, raw stacks): {profile}")
+
+
+def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Sample the receiver with py-spy (a dev dependency) until SIGINT; raw collapsed stacks to ``out``."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(out)]
+    spy = subprocess.Popen([*argv, "--threads", "--nonblocking"], stdout=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach before the measured run starts
+    return spy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,13 +386,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="an existing broker (host:port); default: start one")
     parser.add_argument("--requests", type=int, default=20_000, help="webhooks to send (default 20000)")
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=1,
+        help="load-generator processes sharing the connections (default 1; 0: in the bench process)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="write a py-spy profile (raw stacks) of the receiver's measured run here"
+    )
     args, rest = parser.parse_known_args(argv)
     if rest[:1] == ["_serve"]:
         return _serve_child(rest[1], int(rest[2]))
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.bootstrap:
-        run(args.bootstrap, args.requests, args.connections)
+        run(args.bootstrap, args.requests, args.connections, args.generators, args.profile)
         return 0
     from sandbox.kafka.launcher import KafkaCluster
 
@@ -305,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bench-kafka-") as run_dir,
         KafkaCluster(1, Path(run_dir)) as cluster,
     ):
-        run(cluster.bootstrap_servers, args.requests, args.connections)
+        run(cluster.bootstrap_servers, args.requests, args.connections, args.generators, args.profile)
     return 0
 
 
