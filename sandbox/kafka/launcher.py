@@ -143,8 +143,8 @@ class KafkaCluster:
         ports: Sequence[int] | None = None,
         overrides: Mapping[str, str] | None = None,
         attached: bool = True,
-        ready_timeout_s: float = 90.0,
-        stop_grace_s: float = 20.0,
+        ready_timeout_s: float = 120.0,
+        stop_grace_s: float = 10.0,
     ) -> None:
         if nodes not in (1, 3):
             raise ValueError(f"nodes must be 1 or 3, not {nodes}")
@@ -234,6 +234,29 @@ class KafkaCluster:
                 )
             time.sleep(0.25)
 
+    def wait_node_ready(self, index: int) -> None:
+        """Block until node ``index`` itself answers metadata requests and lists itself as a broker.
+
+        Cluster-wide counts are not enough after a kill: the others report the dead node as a broker
+        until its session times out, so a restart would look ready before the new JVM even listens.
+        """
+        spec = self.specs[index]
+        admin = AdminClient({"bootstrap.servers": spec.address, "log_level": 0})
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            self._raise_if_exited()
+            try:
+                if spec.node_id in admin.list_topics(timeout=1).brokers:
+                    return
+            except Exception:  # noqa: BLE001, S110 - KafkaException until the listener is up; keep polling
+                pass
+            if time.monotonic() >= deadline:
+                raise ProcessFailedError(
+                    f"Kafka node {spec.node_id} not ready after {self.ready_timeout_s:.0f} s\n"
+                    + log_tail(self.log_path(spec.node_id), 20)
+                )
+            time.sleep(0.25)
+
     def stop(self, grace_s: float | None = None) -> None:
         """Stop every node: SIGTERM all at once, SIGKILL any left after ``grace_s`` (or ``stop_grace_s``).
 
@@ -264,6 +287,7 @@ class KafkaCluster:
             raise ValueError(f"node {index} is still running")
         self._spawn(index)
         if wait:
+            self.wait_node_ready(index)
             self.wait_ready()
 
     def __enter__(self) -> KafkaCluster:
