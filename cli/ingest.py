@@ -1,13 +1,15 @@
 """``psinfor ingest``: the services that bring source events into the raw topics.
 
 ``ingest prestashop-webhooks`` runs the signed-webhook receiver; ``ingest prestashop-poller`` (from
-:mod:`cli.ingest_poller`) the webservice poller.
+:mod:`cli.ingest_poller`) the webservice poller; ``ingest infor-events`` and ``ingest infor-poller`` (from
+:mod:`cli.ingest_infor`) the IMS v3 receiver and the M3 MI poller.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from cli.ingest_infor import add_infor_parsers
 from cli.ingest_poller import add_poller_parser
 from pipeline.settings import env_name
 
@@ -26,8 +28,10 @@ address. SIGTERM stops it gracefully (in-flight requests finish, the producer is
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``ingest prestashop-webhooks`` and ``ingest prestashop-poller``."""
-    parser = subcommands.add_parser("ingest", help="ingest services: PrestaShop webhooks and poller")
+    """Add the ``ingest`` group: one subcommand per ingest service."""
+    parser = subcommands.add_parser(
+        "ingest", help="ingest services: PrestaShop webhooks and poller, Infor IMS receiver and MI poller"
+    )
     parser.set_defaults(handler=lambda _args: _usage(parser))
     services = parser.add_subparsers(title="services", metavar="SERVICE")
 
@@ -46,6 +50,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     webhooks.set_defaults(handler=_webhooks)
 
     add_poller_parser(services)
+    add_infor_parsers(services)
 
 
 def _webhooks(args: argparse.Namespace) -> int:
