@@ -328,12 +328,7 @@ def _line(
     detail: OrderDetail, index: int, shop_id: str, money: _Money, rules: Rules, table: VariantTable
 ) -> dict[str, Any]:
     path = f"order_details[{index}]"
-    resolved = rules.variants.resolve(
-        table,
-        VariantKey(shop_id, detail.product_id, detail.product_attribute_id),
-        order_reference=detail.product_reference,
-        field_path=f"{path}.product_reference",
-    )
+    sku = _sku(detail, shop_id, rules, table, f"{path}.product_reference")
     quantity = detail.product_quantity
     if quantity != quantity.quantize(_QUANTITY):
         raise InvalidMessage(
@@ -353,7 +348,7 @@ def _line(
         "line_id": str(detail.id),
         "product_id": str(detail.product_id),
         "variant_id": str(detail.product_attribute_id) if detail.product_attribute_id else None,
-        "sku": resolved.sku,
+        "sku": sku,
         "gtin": gtin,
         "name": _required_text(detail.product_name, f"{path}.product_name"),
         "quantity": quantity.quantize(_QUANTITY),
@@ -364,6 +359,25 @@ def _line(
         "total_excl_tax": money(detail.total_price_tax_excl),
         "total_incl_tax": money(detail.total_price_tax_incl),
     }
+
+
+def _sku(detail: OrderDetail, shop_id: str, rules: Rules, table: VariantTable, field_path: str) -> str:
+    """The line's SKU by the rules' variant resolution; an unknown ERP item number does not block it.
+
+    The canonical order names SKUs; whether the ERP knows the item (or its number fits) is the Infor
+    sink's question, answered there with the same rules, so ``unknown_sku`` here keeps the SKU found.
+    """
+    try:
+        return rules.variants.resolve(
+            table,
+            VariantKey(shop_id, detail.product_id, detail.product_attribute_id),
+            order_reference=detail.product_reference,
+            field_path=field_path,
+        ).sku
+    except InvalidMessage as exc:
+        if exc.reason == "unknown_sku" and exc.details.get("sku"):
+            return exc.details["sku"]
+        raise
 
 
 def _currency_code(bundle: OrderBundle, id_currency: int, field_path: str) -> str:

@@ -466,6 +466,12 @@ def test_the_sku_comes_from_the_product_table_first_then_the_line_reference(rule
     order = to_order(lyon_bundle(), rules, variants=table)
     assert [line["sku"] for line in order["lines"]] == ["TSHIRT-M-BLUE", "MUG-CER-350"]
 
+    # A SKU whose derived ERP item number would be too long (15) is still the line's SKU: fitting it to
+    # the ERP is the Infor sink's question.
+    bundle = lyon_bundle()
+    bundle["order_details"][1]["product_reference"] = "MUG-CERAMIC-350-WHITE"
+    assert to_order(bundle, rules)["lines"][1]["sku"] == "MUG-CERAMIC-350-WHITE"
+
     bundle = lyon_bundle()
     bundle["order_details"][1]["product_reference"] = ""
     with pytest.raises(InvalidMessage) as caught:
