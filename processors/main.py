@@ -23,12 +23,13 @@ from pipeline.health import HealthServer
 from pipeline.log import configure_logging
 from pipeline.settings import Settings, load_settings
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
+from processors.flows_prestashop import PRESTASHOP_FLOWS
 from processors.runner import Flow, register_flow
 
 log = logging.getLogger(__name__)
 
-FLOWS: dict[str, str] = {}
-"""Production flows by name → ``module:ATTRIBUTE``; each flow module adds its line here."""
+FLOWS: dict[str, str] = {**PRESTASHOP_FLOWS}
+"""Production flows by name → ``module:ATTRIBUTE``; each system's flow map is merged here."""
 
 
 def resolve_flow(reference: str) -> Flow[Any]:
