@@ -160,7 +160,15 @@ def produce_mixed_stream(bootstrap: str, topic: str, *, events: int, items: int,
         sent.append((item, version, _stock(item, version)))
 
     positions: list[tuple[int, int]] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    # lz4 as the ingest services' PipelineProducer writes it: faust must read compressed raw batches.
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+    )
 
     def make_report(slot: int) -> Callable[[Any, Any], None]:
         def report(error: Any, message: Any) -> None:
