@@ -1,6 +1,8 @@
 """PrestaShop orders → ``canonical.order.v1``: an order bundle becomes one canonical ``Order``.
 
-Input (decision (a) of issue 5): the poller writes an ORDER BUNDLE per order version on
+Input (decision (a) of issue 5): the poller writes (once its orders loop is switched over, see
+``ingest/prestashop_poller/bundles.py``; until then it writes ``order.snapshot``, skipped here) an
+ORDER BUNDLE per order version on
 ``raw.prestashop.orders`` (event_type ``order.bundle``, key ``{shop_id}:orders:{id}``, format in
 ``ingest/prestashop_poller/raw.py``): the webservice records it read for that order, each exactly as
 returned: the order with its order_rows, order_details, customer, both addresses with their countries

@@ -6,6 +6,27 @@ shop state always gives the same bytes: keys sorted, no insignificant whitespace
 characters kept (``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``).
 The envelope (``{"orders": [...]}``) is not kept: one record per Kafka message.
 
+Orders are to be written as ORDER BUNDLES (``event_type`` ``order.bundle``, built by
+:mod:`~ingest.prestashop_poller.bundles`; the orders loop still writes ``order.snapshot`` until the
+bundle reads are fast enough for it, see that module): one JSON object (canonical bytes as above) holding the
+webservice records read for that order version, each exactly as returned::
+
+    {"order": {...},                  the orders row with its order_rows association
+     "order_details": [{...}],        its lines in full (totals, taxes, warehouse)
+     "customer": {...} | null,        the ordering customer
+     "addresses": [{...}],            the invoice and delivery addresses (one entry when equal)
+     "countries": [{...}], "states": [{...}],   of those addresses
+     "currencies": [{...}],           the order's currency and the shop's default currency
+     "carrier": {...} | null,         the order's carrier
+     "order_carriers": [{...}],       its carrier rows (tracking numbers)
+     "order_payments": [{...}],       its payments (matched by order reference)
+     "order_states": [{...}],         the order's current state (flags, names)
+     "configuration": [{...}]}        PS_TIMEZONE, PS_CURRENCY_DEFAULT and every PS_OS_* row
+
+A related row the shop no longer has is absent (``null`` / missing from its list): the processors
+decide whether the order can be mapped without it. Other resources are written one record each
+(``<node>.snapshot``).
+
 Key: ``{shop_id}:{resource}:{id}`` (``1:orders:42``, ``1:order_carriers:7``), so every version of one
 row stays on one partition, in order.
 
@@ -15,7 +36,9 @@ Headers (all UTF-8 text):
 ``source``        ``prestashop-poll`` (a full snapshot read from the webservice); the webhook
                   receiver writes ``prestashop-webhook`` (a thin notification, see
                   :mod:`~ingest.prestashop_poller.notifications`)
-``event_type``    ``<node>.snapshot``: ``order.snapshot``, ``order_carrier.snapshot``, ...
+``event_type``    ``<node>.snapshot``: ``order.snapshot``, ``order_carrier.snapshot``, ...;
+                  ``order.bundle`` for an order bundle
+``shop_id``       the psinfor shop id (the first part of the key), for the processors' keys and ids
 ``resource``      the webservice resource (``orders``)
 ``id``            the row id
 ``date_upd``      the row's ``date_upd`` (shop-local ``YYYY-MM-DD HH:MM:SS``), absent for
@@ -92,11 +115,16 @@ def snapshot(
     trigger: str,
     correlation_id: str | None = None,
     received_at: datetime | None = None,
+    kind: str = "snapshot",
 ) -> RawRecord:
-    """The raw record of one row read from the webservice (see the module docstring)."""
+    """The raw record of one row read from the webservice (see the module docstring).
+
+    ``kind`` is the event_type suffix: ``snapshot`` for one record, ``bundle`` for an order bundle.
+    """
     headers: list[tuple[str, str]] = [
         ("source", SOURCE_POLL),
-        ("event_type", f"{node}.snapshot"),
+        ("event_type", f"{node}.{kind}"),
+        ("shop_id", str(shop_id)),
         ("resource", resource),
         ("id", str(id_)),
     ]
