@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup runtime lint format typecheck unit integration test check clean
+.PHONY: help setup runtime run stop lint format typecheck unit integration test check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,21 @@ setup: $(STAMP) runtime ## create .venv, install Python deps and the Kafka/regis
 
 runtime: $(STAMP) ## resolve the Kafka and Apicurio jars from Maven Central (cached)
 	$(BIN)/psinfor dev fetch
+
+run: setup ## start Kafka + the schema registry (detached), create every topic, register every schema
+	$(BIN)/psinfor dev kafka up
+	$(BIN)/psinfor dev registry up
+	eval "$$($(BIN)/psinfor dev kafka status | grep '^export ')" && \
+	eval "$$($(BIN)/psinfor dev registry status | grep '^export ')" && \
+	$(BIN)/psinfor topics apply && $(BIN)/psinfor schemas register
+	@echo "Runtime up. Point clients at it with:"
+	@$(BIN)/psinfor dev kafka status | grep '^export '
+	@$(BIN)/psinfor dev registry status | grep '^export '
+	@echo "Stop it with: make stop"
+
+stop: $(STAMP) ## stop what `make run` started
+	-$(BIN)/psinfor dev registry down
+	-$(BIN)/psinfor dev kafka down
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .
