@@ -1,16 +1,24 @@
 """Webhook receiver throughput and latency beside a raw-Kafka baseline.
 
-``python -m bench.webhooks [--bootstrap HOST:PORT] [--requests N] [--connections C]``
+``python -m bench.webhooks [--bootstrap HOST:PORT] [--requests N] [--connections C] [--generators G]
+[--profile FILE]``
 
 1. Uses the broker at ``--bootstrap``, or starts its own single-node KafkaCluster (sandbox launcher).
 2. Creates the four raw topics under a unique prefix and starts the receiver in ONE child process
-   (uvicorn, the production ``serve()``), on a free loopback port.
+   (:class:`~ingest.prestashop_webhooks.service.ReceiverProcess`: the production server on a free
+   loopback port).
 3. Drives it with a closed-loop load generator: ``C`` keep-alive HTTP/1.1 connections over asyncio
    streams, each sending the next pre-signed webhook as soon as the previous answer arrived (a minimal
-   client so the generator, which shares the machine, costs less than the server).
+   client so the generator, which shares the machine, costs less than the server). The generator runs
+   in ``G`` processes of its own (default 1), so it never shares the receiver's or the bench's
+   interpreter; ``--generators 0`` keeps it in the bench process.
 4. Baseline: the same bodies, keys and headers produced with a bare confluent-kafka ``Producer``
    (acks=all, idempotent, same linger) by ``C`` concurrent waiters, each waiting for its record's ack.
-5. Prints requests/s and p50/p99 latency side by side.
+5. Prints requests/s, p50/p99 latency and the CPU time per request of the measured process (the
+   receiver; the bench itself for the baseline) side by side. On a shared machine CPU per request is
+   the steadier figure: 1e6 / (CPU us/req) is what one core could serve.
+6. ``--profile FILE`` samples the receiver during the measured run with py-spy (a dev dependency) and
+   writes raw collapsed stacks (one line per stack, ``frame;frame;... count``).
 
 Run by hand; it is not part of the test suite.
 """
@@ -42,10 +50,13 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
 
 from connectors.prestashop.webhook_signature import sign
 from ingest.prestashop_webhooks.receiver import RESOURCE_ENTITIES, Entity, raw_topics
+from ingest.prestashop_webhooks.service import ReceiverProcess
 from pipeline.producer import PRODUCER_DEFAULTS
+from pipeline.settings import KafkaSettings, ServiceSettings, Settings, WebhookReceiverSettings
 from schemas.catalogue import load_catalogue
 
 SHOP = "bench"
@@ -295,34 +306,6 @@ async def drive_kafka(
 # -- orchestration ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the receiver did not become ready")
-
-
-def _serve_child(settings_json: str, port: int) -> int:
-    """The child process: the production ``serve()`` with settings built in code from JSON."""
-    from ingest.prestashop_webhooks.service import serve
-    from pipeline.settings import Settings
-
-    return serve(Settings.model_validate_json(settings_json), host="127.0.0.1", port=port)
-
-
 def run(bootstrap: str, requests: int, connections: int, generators: int, profile: Path | None) -> None:
     """Create topics, start the receiver child, run both measurements and print the table."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -331,31 +314,25 @@ def run(bootstrap: str, requests: int, connections: int, generators: int, profil
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(name, 6, 1) for name in topics.values()]).values():
         future.result(timeout=30)
-    settings = {
-        "kafka": {"bootstrap_servers": bootstrap},
-        "service": {"log_level": "WARNING"},
-        "webhooks": {"secrets": secret, "shop_keys": SHOP, "topic_prefix": prefix},
-    }
-    port = _free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.webhooks", "_serve", json.dumps(settings), str(port)],
-        cwd=Path(__file__).resolve().parent.parent,
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        service=ServiceSettings(log_level="WARNING"),
+        webhooks=WebhookReceiverSettings(secrets=SecretStr(secret), shop_keys=SHOP, topic_prefix=prefix),
     )
     spy: subprocess.Popen[bytes] | None = None
-    try:
-        _wait_http(port, 30)
-        warmup = build_webhooks(min(2000, requests), secret)
-        drive_http("127.0.0.1", port, warmup, connections, 0, child.pid)
-        webhooks = build_webhooks(requests, secret)
-        if profile is not None:
-            spy = _start_py_spy(child.pid, profile)
-        http = drive_http("127.0.0.1", port, webhooks, connections, generators, child.pid)
-    finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
-            spy.wait(30)
-        child.terminate()
-        child.wait(30)
+    with ReceiverProcess(settings, host="127.0.0.1", port=0) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        try:
+            warmup = build_webhooks(min(2000, requests), secret)
+            drive_http("127.0.0.1", port, warmup, connections, 0, server.pid)
+            webhooks = build_webhooks(requests, secret)
+            if profile is not None:
+                spy = _start_py_spy(server.pid, profile)
+            http = drive_http("127.0.0.1", port, webhooks, connections, generators, server.pid)
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                spy.wait(30)
     kafka = asyncio.run(drive_kafka(bootstrap, topics, build_webhooks(requests, secret), connections))
     where = f"{generators} generator process(es)" if generators else "the generator in the bench process"
     print(f"\nwebhook receiver, one process, {connections} connections, {requests} distinct webhooks")
@@ -395,11 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="write a py-spy profile (raw stacks) of the receiver's measured run here"
     )
-    args, rest = parser.parse_known_args(argv)
-    if rest[:1] == ["_serve"]:
-        return _serve_child(rest[1], int(rest[2]))
-    if rest:
-        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     if args.bootstrap:
         run(args.bootstrap, args.requests, args.connections, args.generators, args.profile)
         return 0

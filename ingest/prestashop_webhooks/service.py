@@ -3,6 +3,8 @@
 ``main()`` (behind ``psinfor ingest prestashop-webhooks``) runs it in the foreground until SIGINT or
 SIGTERM. :class:`ReceiverServer` runs the same app on a background thread (tests and the benchmark):
 ``with ReceiverServer(settings) as server: post(server.url + "/webhooks/prestashop/shop1", ...)``.
+:class:`ReceiverProcess` runs it in a child process instead, so a client in the parent (a load test)
+does not compete with the server for one interpreter.
 
 One process = one event loop, one :class:`~pipeline.producer.PipelineProducer` (shared by every
 request), one dedupe memory. Shutdown stops accepting requests, lets the in-flight ones finish, then
@@ -11,13 +13,20 @@ flushes and closes the producer.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import importlib.util
 import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Mapping
-from types import TracebackType
+from collections.abc import Generator, Mapping
+from types import FrameType, TracebackType
 
 import uvicorn
 
@@ -83,6 +92,35 @@ def server_config(app: ReceiverApp) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM/SIGINT end :meth:`run` normally.
+
+    uvicorn re-raises the captured signal once it has shut down, which kills the process before the
+    caller's ``finally`` flushes and closes the producer; here the signal only asks for the graceful
+    shutdown (a second SIGINT forces it, as in uvicorn) and the caller decides the exit code.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Handle SIGINT/SIGTERM while serving (main thread only: Python allows no other)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self.should_exit and signum == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+        originals = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in originals.items():
+                signal.signal(signum, handler)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -188,32 +226,158 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     were left undelivered at shutdown). ``host``/``port`` override ``service.http_host``/``http_port``."""
     bind_host = host if host is not None else settings.service.http_host
     sock = _listen(bind_host, port if port is not None else settings.service.http_port)
+    return _serve_socket(settings, sock, None)
+
+
+def _serve_socket(settings: Settings, sock: socket.socket, topics: Mapping[Entity, str] | None) -> int:
+    """Serve on the bound ``sock`` until SIGINT/SIGTERM (main thread), then flush and close the producer."""
     producer = PipelineProducer(settings.kafka, client_id_suffix=STAGE)
     try:
         health = HealthState.from_settings(settings.service, STAGE)
-        app = build_app(settings, producer, health)
+        app = build_app(settings, producer, health, topics=topics)
         config = server_config(app)
+        host, port = sock.getsockname()[:2]
         log.info(
             "webhook receiver starting",
-            extra={
-                "host": bind_host,
-                "port": sock.getsockname()[1],
-                "http": config.http,
-                "loop": config.loop,
-            },
+            extra={"host": host, "port": port, "http": config.http, "loop": config.loop},
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     finally:
         sock.close()
         undelivered = producer.close()
     return 0 if undelivered == 0 else 1
 
 
+class ReceiverProcess:
+    """The receiver in a child process of its own, for tests and the benchmark: the client that drives
+    it then does not share the receiver's interpreter (one GIL, one core) or its event loop.
+
+    The child is a fresh (spawned) interpreter running the production server (uvicorn main thread,
+    signal handling, graceful shutdown, producer flush) on a port it binds itself. ``settings`` and
+    ``topics`` are pickled to it as they are (secrets included: nothing is written anywhere).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        topics: Mapping[Entity, str] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._host = host
+        self._requested_port = port
+        self._topics = dict(topics) if topics is not None else None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """The child's process id (only while running)."""
+        if self._process is None or self._process.pid is None:
+            raise RuntimeError("the receiver process is not running")
+        return self._process.pid
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (only after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("the receiver process is not running")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code once stopped: 0 clean, 1 records left undelivered, else a crash."""
+        return None if self._process is None else self._process.exitcode
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Spawn the child and return once its ``/healthz`` answers 200 (raises RuntimeError if not)."""
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_child_main,
+            args=(self._settings, self._host, self._requested_port, self._topics, child_end),
+            name="webhook-receiver",
+            daemon=True,
+        )
+        self._process = process
+        process.start()
+        child_end.close()
+        deadline = time.monotonic() + timeout_s
+        try:
+            # The child sends its bound port, then starts serving; an EOF means it died first.
+            if not parent_end.poll(timeout_s):
+                raise RuntimeError("the webhook receiver process did not bind in time")
+            self._port = int(parent_end.recv())
+        except (EOFError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(f"the webhook receiver process did not start: {exc}") from exc
+        finally:
+            parent_end.close()
+        while not _healthz_ok(self._host, self._port):
+            if not process.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the webhook receiver process did not start serving")
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (graceful: in-flight requests finish, the producer flushes), SIGKILL after
+        ``timeout_s``; idempotent."""
+        process = self._process
+        if process is None or process.exitcode is not None:
+            return
+        process.terminate()
+        process.join(timeout_s)
+        if process.exitcode is None:
+            process.kill()
+            process.join(5)
+
+    def __enter__(self) -> ReceiverProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _child_main(
+    settings: Settings,
+    host: str,
+    port: int,
+    topics: Mapping[Entity, str] | None,
+    report: multiprocessing.connection.Connection,
+) -> None:
+    """The child of :class:`ReceiverProcess`: bind, tell the parent the port, serve until SIGTERM."""
+    configure_logging(settings.service, stage=STAGE, secrets=_secrets_to_mask(settings))
+    sock = _listen(host, port)
+    report.send(int(sock.getsockname()[1]))
+    report.close()
+    sys.exit(_serve_socket(settings, sock, topics))
+
+
+def _healthz_ok(host: str, port: int) -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def main(*, host: str | None = None, port: int | None = None) -> int:
     """``psinfor ingest prestashop-webhooks``: settings from the environment (``PSINFOR_KAFKA__*``,
     ``PSINFOR_WEBHOOKS__*``, ``PSINFOR_SERVICE__*``), logging, then :func:`serve`."""
     settings = load_settings()
-    webhooks = settings.require_webhooks()
-    secrets = settings.secret_values() + [s.get_secret_value() for s in webhooks.secret_list()]
-    configure_logging(settings.service, stage=STAGE, secrets=secrets)
+    configure_logging(settings.service, stage=STAGE, secrets=_secrets_to_mask(settings))
     return serve(settings, host=host, port=port)
+
+
+def _secrets_to_mask(settings: Settings) -> list[str]:
+    webhooks = settings.require_webhooks()
+    return settings.secret_values() + [s.get_secret_value() for s in webhooks.secret_list()]
