@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import httpx
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
@@ -82,9 +82,15 @@ class AvroCodec:
                 "auto.register.schemas": False,
                 # Unknown fields are an error, missing fields fall back to their schema default.
                 "validate.strict.allow.default": True,
+                "subject.name.strategy": topic_subject_name_strategy,
             },
         )
-        self._deserializer = AvroDeserializer(client, schema_str)
+        # The subject strategy is explicit on both sides: confluent-kafka 2.16 otherwise asks the registry
+        # for topic "associations" on every call, an endpoint Confluent-compatible registries such as
+        # Apicurio do not serve (an extra round trip per record, which hung under load).
+        self._deserializer = AvroDeserializer(
+            client, schema_str, conf={"subject.name.strategy": topic_subject_name_strategy}
+        )
 
     def encode(self, datum: Mapping[str, Any], topic: str) -> bytes:
         """Serialize ``datum`` for ``topic``; returns magic byte + schema id + Avro body.

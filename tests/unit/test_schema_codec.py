@@ -42,6 +42,19 @@ def test_round_trip_keeps_decimals_exact(registry: SchemaRegistryClient, order: 
     assert str(decoded["totals"]["grand_total"]["amount"]) == "65.880000"
 
 
+def test_subjects_follow_the_topic_without_asking_the_registry_for_associations(
+    registry: SchemaRegistryClient, order: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compatible registries (Apicurio) do not serve the associations endpoint: a call per record would
+    # cost a round trip, and under load it hung.
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the codec must not look up topic associations")
+
+    monkeypatch.setattr(registry, "get_associations_by_resource_name", refuse)
+    codec = AvroCodec(registry, "Order")
+    assert codec.decode(codec.encode(order, TOPIC), TOPIC) == order
+
+
 def test_float_where_a_decimal_belongs_is_a_schema_violation_with_path(
     registry: SchemaRegistryClient, order: dict[str, Any]
 ) -> None:
