@@ -247,7 +247,7 @@ def _consume_until(
         consumer.close()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_backfill_survives_sigkill_with_every_version_on_the_topic(
     kafka_bootstrap: str,
     topic_prefix: str,
@@ -314,7 +314,8 @@ def test_backfill_survives_sigkill_with_every_version_on_the_topic(
                 and all(q in view.stock[id_] for id_, q in final_stock.items())
             )
 
-        assert _consume_until(kafka_bootstrap, raw_topics, view, caught_up, timeout_s=120), (
+        # A generous bound: on a loaded 2-core machine the final run needs more than a minute to catch up.
+        assert _consume_until(kafka_bootstrap, raw_topics, view, caught_up, timeout_s=240), (
             "final versions missing: "
             f"orders {sum((i, d) not in view.order_versions for i, d in history.current.items())}, "
             f"carriers {sum(t not in view.tracking[i] for i, t in final_carriers.items())}, "
