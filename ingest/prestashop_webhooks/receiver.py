@@ -24,6 +24,7 @@ change of one entity stays in order on one partition; its headers carry the prov
 from __future__ import annotations
 
 import json
+import random
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import orjson
 from pydantic import SecretStr
 
 from connectors.prestashop.webhook_signature import SignatureRejectedError, verify_request
@@ -144,6 +146,15 @@ def received_at_text(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def new_correlation_id() -> str:
+    """A random (version 4) UUID in its canonical text form.
+
+    Built from the process's Mersenne Twister rather than ``os.urandom``: a correlation id only needs
+    to be unique, not unpredictable, and the system call was a measurable share of a request.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 class WebhookReceiver:
     """Validates and routes webhook requests; immutable, safe to share between concurrent requests."""
 
@@ -228,7 +239,7 @@ class WebhookReceiver:
         webhook_id = headers.get("webhook-id") or None
         correlation_id = headers.get(CORRELATION_HEADER, "")
         if not _CORRELATION.match(correlation_id):
-            correlation_id = str(uuid.uuid4())
+            correlation_id = new_correlation_id()
         record_headers: list[tuple[str, bytes]] = [
             ("source", SOURCE.encode()),
             ("event_type", event_type.encode()),
@@ -273,9 +284,26 @@ class WebhookReceiver:
 
 
 def _parse_event(body: bytes) -> tuple[str, str, str]:
-    """``(resource, id, event type)`` from a Standard-Webhooks or ps_webhooks body, or a 400 Refusal."""
+    """``(resource, id, event type)`` from a Standard-Webhooks or ps_webhooks body, or a 400 Refusal.
+
+    Parsed with orjson (several times faster than ``json``); the verdict is exactly the standard
+    parser's all the same: what orjson refuses (NaN, lone surrogate escapes) is parsed by ``json``,
+    and a refusal reached on orjson's parse is decided again on ``json``'s (orjson turns integers
+    beyond 64 bits into floats). Refusals are the rare path, so the second parse costs nothing.
+    """
     try:
-        event = json.loads(body)
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _event_fields(_json_loads(body))
+    try:
+        return _event_fields(event)
+    except Refusal:
+        return _event_fields(_json_loads(body))
+
+
+def _json_loads(body: bytes) -> object:
+    try:
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refusal(
             400,
@@ -283,6 +311,9 @@ def _parse_event(body: bytes) -> tuple[str, str, str]:
             f"body is not valid JSON ({exc})"[:300],
             "send one UTF-8 JSON object as the body",
         ) from None
+
+
+def _event_fields(event: object) -> tuple[str, str, str]:
     if not isinstance(event, dict):
         raise _missing("body is not a JSON object")
     if "resource" not in event and "entity" in event and "action" in event:

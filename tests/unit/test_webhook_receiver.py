@@ -15,6 +15,7 @@ from ingest.prestashop_webhooks.receiver import (
     Entity,
     Refusal,
     WebhookReceiver,
+    new_correlation_id,
     raw_topics,
     received_at_text,
 )
@@ -230,3 +231,27 @@ def test_raw_topics_come_from_the_catalogue_with_the_prefix() -> None:
 
 def test_received_at_is_utc_with_milliseconds() -> None:
     assert received_at_text(0.5) == "1970-01-01T00:00:00.500Z"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "order.updated", "resource": {"type": "orders", "id": 99999999999999999999}}',
+        b'{"type": "order.updated", "resource": {"type": "orders", "id": 5}, "data": {"total": NaN}}',
+        b'{"type": "order.updated", "resource": {"type": "orders", "id": 5}, "data": {"note": "\\ud800"}}',
+    ],
+)
+def test_what_the_standard_json_parser_accepts_is_accepted(body: bytes) -> None:
+    # The fast parser turns integers beyond 64 bits into floats and refuses NaN and lone surrogate
+    # escapes; the receiver must not be stricter than json.loads about the bodies it stores unchanged.
+    record = _receiver().decide("shop1", _signed(body), body, NOW)
+    assert record.value is body
+    assert record.key.startswith(b"shop1:orders:")
+
+
+def test_generated_correlation_ids_are_distinct_version_4_uuids() -> None:
+    ids = {new_correlation_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
