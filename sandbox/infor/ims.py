@@ -310,7 +310,9 @@ class Pusher:
         self.log: deque[dict[str, Any]] = deque(maxlen=10000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self._in_flight = 0
+        # Every submitted message until its delivery ended (sent or given up): wait_idle must not see a
+        # message the getter has taken off the queue but the loop has not yet handed on as "idle".
+        self._outstanding = 0
 
     def submit(self, bod: Bod) -> None:
         """Queue a BOD for delivery (called from the state listeners on the event loop)."""
@@ -324,42 +326,45 @@ class Pusher:
             self.stats.dropped += 1
             return
         self.queue.put_nowait(OutboundMessage(bod, str(uuid.uuid4())))
+        self._outstanding += 1
         self.stats.queued += 1
 
     def pending(self) -> int:
         """Messages not yet delivered or given up: queued, held back, late or in flight."""
-        queued = self.queue.qsize() if self.queue is not None else 0
-        return queued + len(self.held) + len(self._tasks) + self._in_flight
+        return self._outstanding
 
     async def run(self) -> None:
         """The delivery loop (one sender, so order is kept unless reordering is asked for)."""
         self.queue = asyncio.Queue()
         self._client = httpx.AsyncClient(timeout=self.config.request_timeout_s)
+        # One long-lived getter, awaited with asyncio.wait: wait_for(queue.get(), timeout) can drop an item
+        # on Python 3.11 when the get completes just as the timeout cancels it (lost messages under load).
+        getter: asyncio.Task[OutboundMessage] | None = None
         try:
             while True:
-                try:
-                    message = await asyncio.wait_for(self.queue.get(), timeout=0.05)
-                except TimeoutError:
+                if getter is None:
+                    getter = asyncio.ensure_future(self.queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=0.05)
+                if not done:
                     await self._release_held(advanced=False)
                     continue
-                self._in_flight += 1  # counted as pending until delivered, held or handed to a late task
+                message, getter = getter.result(), None
                 if self.rng.random() < self.config.reorder_probability:
                     self.stats.reordered += 1
                     loop = asyncio.get_running_loop()
                     self.held.append(
                         (self.config.reorder_hold, loop.time() + self.config.reorder_max_hold_s, message)
                     )
-                    self._in_flight -= 1
                     continue
                 if self.rng.random() < self.config.late_probability:
                     self.stats.late += 1
                     self._spawn(self._deliver_late(message))
-                    self._in_flight -= 1
                 else:
-                    self._in_flight -= 1
                     await self._deliver(message)
                 await self._release_held()
         finally:
+            if getter is not None:
+                getter.cancel()
             await self._client.aclose()
 
     async def flush_held(self) -> None:
@@ -394,7 +399,6 @@ class Pusher:
         await self._deliver(message)
 
     async def _deliver(self, message: OutboundMessage) -> None:
-        self._in_flight += 1
         try:
             if (
                 await self._send_with_retries(message)
@@ -403,7 +407,7 @@ class Pusher:
                 self.stats.duplicates += 1
                 await self._send_with_retries(message)
         finally:
-            self._in_flight -= 1
+            self._outstanding -= 1
 
     async def _send_with_retries(self, message: OutboundMessage) -> bool:
         config = self.config

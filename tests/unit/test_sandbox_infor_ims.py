@@ -266,6 +266,6 @@ def test_without_knobs_messages_arrive_once_and_in_order(client: IonClient, rece
     client.admin("POST", "/warehouse/drift", {"changes": 50})
     assert client.admin("POST", "/ims/pusher/wait", {"timeout_s": 20})["idle"]
     posts = receiver.accepted()
-    assert len(posts) == 50
+    assert len(posts) == 50, client.admin("GET", "/ims/pusher/stats")
     stamps = [_name_value(post["payload"], "m3.LMTS") for post in posts]
     assert stamps == sorted(stamps)
