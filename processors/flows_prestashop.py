@@ -12,6 +12,7 @@ import importlib
 PRESTASHOP_FLOWS: dict[str, str] = {
     "prestashop_orders": "processors.prestashop_orders:FLOW",
     "prestashop_payments": "processors.prestashop_payments:FLOW",
+    "prestashop_customers": "processors.prestashop_customers:FLOW",
 }
 """Flow name → ``module:ATTRIBUTE`` of its :class:`~processors.runner.Flow`."""
 

@@ -25,9 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.prestashop.models import Configuration
+from connectors.prestashop.models import Address, Configuration, Country, State
 from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
+from rules.engine import Rules
 from rules.validation import invalid_from_validation_error
 
 SOURCE_SNAPSHOT = "prestashop-poll"
@@ -182,3 +183,55 @@ def meta(
         "causation_id": None,
         "shop_id": shop_id,
     }
+
+
+def canonical_address(
+    address: Address,
+    countries: Iterable[Country],
+    states: Iterable[State],
+    rules: Rules,
+    *,
+    field_path: str,
+) -> dict[str, Any]:
+    """The canonical ``Address`` datum of one PrestaShop address, standardised by the rules.
+
+    The ISO country comes from the address's country record (else its id, which the rules may map),
+    the ISO 3166-2 region from its state record; InvalidMessage (``unknown_country``,
+    ``invalid_postcode``, ``missing_field`` for an empty city, ...) names ``field_path``.
+    """
+    country = next((c for c in countries if c.id == address.id_country), None)
+    state = next((s for s in states if s.id == address.id_state), None) if address.id_state else None
+    standard = rules.address.standardise(
+        country=country.iso_code if country is not None and country.iso_code else address.id_country,
+        lines=[address.address1, address.address2],
+        city=address.city,
+        postal_code=address.postcode,
+        region=(state.iso_code or state.name) if state is not None else None,
+        first_name=address.firstname,
+        last_name=address.lastname,
+        company=address.company,
+        phone=address.phone_mobile or address.phone,
+        vat_number=address.vat_number,
+        field_path=field_path,
+    )
+    city = (standard.city or "").strip()
+    if not city:
+        raise InvalidMessage("missing_field", f"{field_path}.city is empty", field_path=f"{field_path}.city")
+    return {
+        "first_name": standard.first_name,
+        "last_name": standard.last_name,
+        "company": standard.company,
+        "lines": list(standard.lines),
+        "postal_code": standard.postal_code,
+        "city": city,
+        "region_code": standard.region_code,
+        "country_code": standard.country_code,
+        "phone": standard.phone,
+        "vat_number": standard.vat_number,
+    }
+
+
+def latest(*moments: datetime | None) -> datetime | None:
+    """The latest of the non-empty ``moments`` (None when all are empty)."""
+    present = [moment for moment in moments if moment is not None]
+    return max(present) if present else None

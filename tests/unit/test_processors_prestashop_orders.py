@@ -628,20 +628,21 @@ def test_notifications_and_other_records_are_skipped_not_stale() -> None:
         assert isinstance(event, Skipped)
         assert flow.version(event) == SKIP_VERSION
         context = FlowContext(_record(headers), correlation_id="c", source_event_id="e")
-        assert flow.FLOW.to_record(event, context) is None
+        assert flow.to_record(event, context) is None
 
 
 def test_the_flow_declaration_maps_a_raw_record_with_its_context() -> None:
     raw = json.dumps(lyon_bundle()).encode()
     headers = (*SNAPSHOT_HEADERS, ("received_at", b"2024-05-02T07:15:01.240Z"))
     context = FlowContext(_record(headers, raw), correlation_id="corr-9", source_event_id="x")
-    event = flow.FLOW.decode(raw, headers)
-    datum = flow.FLOW.to_record(event, context)
+    assert (flow.FLOW.decode, flow.FLOW.to_record) == (flow.decode, flow.to_record)
+    event = flow.decode(raw, headers)
+    datum = flow.to_record(event, context)
     assert datum is not None
     assert_valid(datum)
     assert datum["meta"]["ingested_at"] == INGESTED
     assert datum["meta"]["correlation_id"] == "corr-9"
-    assert flow.FLOW.key(event) == "1:1042"
+    assert flow.key(event) == "1:1042"
     assert (flow.FLOW.output, flow.FLOW.sources, flow.FLOW.record) == (
         "canonical.order.v1",
         ("raw.prestashop.orders",),
