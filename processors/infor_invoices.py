@@ -18,9 +18,9 @@ from typing import Any
 from connectors.infor.bod import user_area
 from pipeline.records import Headers
 from processors.infor_source import (
-    OrderKeyIndex,
     OrderKeys,
     RawInfor,
+    company_of,
     date_at,
     decimal_at,
     find_order_key,
@@ -68,6 +68,8 @@ class InforInvoice:
     amount_open: Decimal
     status_word: str
     version: int
+    cono: str = ""
+    """M3 company (CONO) the record comes from; "" when it does not say (set by ``decode``)."""
     order_key: str | None = None
 
 
@@ -201,8 +203,9 @@ def build_flow(order_keys: OrderKeys) -> Flow[InforInvoice]:
     """The flow with this order-key lookup."""
 
     def decode(data: bytes, headers: Headers) -> InforInvoice:
-        event = from_raw(read_raw(data, headers, nouns=("Invoice",)))
-        return replace(event, order_key=find_order_key(order_keys, event.erp_order_number))
+        raw = read_raw(data, headers, nouns=("Invoice",))
+        event = replace(from_raw(raw), cono=company_of(raw))
+        return replace(event, order_key=find_order_key(order_keys, event.cono, event.erp_order_number))
 
     return Flow(
         name=NAME,
@@ -214,10 +217,6 @@ def build_flow(order_keys: OrderKeys) -> Flow[InforInvoice]:
         key=lambda event: event.order_key or "",
         version=lambda event: event.version,
     )
-
-
-FLOW = build_flow(OrderKeyIndex())
-"""The registered flow; its lookup starts empty until the runner feeds it (:mod:`processors.infor_source`)."""
 
 
 def preview_record(raw: bytes, rules: Rules) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from typing import Any
 from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors.infor_source import (
-    OrderKeyIndex,
     OrderKeys,
     RawInfor,
+    company_of,
     default_rules,
     find_order_key,
     lmts_time,
@@ -66,6 +66,8 @@ class InforOrderStatus:
     deleted: bool
     version: int
     changed_at: datetime
+    cono: str = ""
+    """M3 company (CONO) the record comes from; "" when it does not say (set by ``decode``)."""
     order_key: str | None = None
     """The canonical order key, when the lookup knows the order (set by :func:`decode`)."""
 
@@ -73,8 +75,9 @@ class InforOrderStatus:
 def decode(data: bytes, headers: Headers, order_keys: OrderKeys) -> InforOrderStatus:
     """The event in ``data`` with its order key looked up; InvalidMessage with the field path for what
     is missing or mistyped."""
-    event = from_raw(read_raw(data, headers, nouns=("SalesOrder",)))
-    key = find_order_key(order_keys, event.erp_order_number, event.customer_reference)
+    raw = read_raw(data, headers, nouns=("SalesOrder",))
+    event = replace(from_raw(raw), cono=company_of(raw))
+    key = find_order_key(order_keys, event.cono, event.erp_order_number, event.customer_reference)
     return replace(event, order_key=key)
 
 
@@ -187,10 +190,6 @@ def build_flow(order_keys: OrderKeys, rules: Rules | None = None) -> Flow[InforO
         key=lambda event: event.order_key or "",
         version=lambda event: event.version,
     )
-
-
-FLOW = build_flow(OrderKeyIndex())
-"""The registered flow. Its lookup starts empty: the runner must feed it (see the report / note)."""
 
 
 def preview_record(raw: bytes, rules: Rules) -> dict[str, Any]:

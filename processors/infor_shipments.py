@@ -21,9 +21,9 @@ from pipeline.records import Headers
 from processors.infor_source import (
     ItemNumberIsSku,
     ItemSkus,
-    OrderKeyIndex,
     OrderKeys,
     RawInfor,
+    company_of,
     find_order_key,
     int_at,
     meta,
@@ -74,6 +74,8 @@ class InforShipment:
     shipped_at: datetime
     lines: tuple[ShippedLine, ...]
     version: int
+    cono: str = ""
+    """M3 company (CONO) the record comes from; "" when it does not say (set by ``decode``)."""
     order_key: str | None = None
 
 
@@ -201,8 +203,9 @@ def build_flow(order_keys: OrderKeys, skus: ItemSkus | None = None) -> Flow[Info
     table = skus or ItemNumberIsSku()
 
     def decode(data: bytes, headers: Headers) -> InforShipment:
-        event = from_raw(read_raw(data, headers, nouns=("Shipment",)))
-        return replace(event, order_key=find_order_key(order_keys, event.erp_order_number))
+        raw = read_raw(data, headers, nouns=("Shipment",))
+        event = replace(from_raw(raw), cono=company_of(raw))
+        return replace(event, order_key=find_order_key(order_keys, event.cono, event.erp_order_number))
 
     return Flow(
         name=NAME,
@@ -214,10 +217,6 @@ def build_flow(order_keys: OrderKeys, skus: ItemSkus | None = None) -> Flow[Info
         key=lambda event: event.order_key or "",
         version=lambda event: event.version,
     )
-
-
-FLOW = build_flow(OrderKeyIndex())
-"""The registered flow; its lookup starts empty until the runner feeds it (:mod:`processors.infor_source`)."""
 
 
 def preview_record(raw: bytes, rules: Rules) -> dict[str, Any]:

@@ -11,15 +11,17 @@ records always; the BODs M3 publishes carry ``m3.LMTS`` in their UserArea), else
 raw topic and key, so their versions must be comparable; a tenant uses one path or the other, and a
 BOD without LMTS is only ever compared with BODs.
 
-**Order keys.** An M3 record knows its order by M3's order number (ORNO) and, on the order head, the
-customer's order number (CUOR), which the Infor order sink sets to the PrestaShop reference. Neither is
-the canonical ``order_key`` (``{shop_id}:{id_order}``), so the flows ask an :class:`OrderKeys` lookup,
-which is fed by what the pipeline already publishes: ``canonical.order.v1`` (order_key ↔ reference)
-and ``state.erp-links`` (order_key ↔ ORNO, written by the Infor order sink once M3 confirmed the
-order). A record whose order the lookup does not know is not a shop order (an order keyed in M3
-directly, or a B2B order whose CUOR is the buyer's PO number): the flow returns None and the runner
-counts it ``skipped``. The link of a shop order exists before M3 can ship or invoice it, because the
-sink writes it when M3 confirms the order.
+**Order and customer keys.** An M3 record knows its order by M3's order number (ORNO, unique per
+company CONO) and, on the order head, the customer's order number (CUOR), which the Infor order sink
+sets to the PrestaShop reference; it knows its customer by M3's customer number (CUNO). None of them is
+the canonical ``order_key`` (``{shop_id}:{id_order}``) or ``customer_key``, so the flows ask an
+:class:`OrderKeys` / :class:`CustomerKeys` lookup, fed by the links the Infor sinks write to
+``state.erp-links`` (:mod:`processors.erp_links`: the record format, and the Kafka-backed store the
+worker passes to each flow's ``build_flow``). An order the lookup does not know is not a shop order (an
+order keyed in M3 directly, or a B2B order whose CUOR is the buyer's PO number): the flow returns None
+and the runner counts it ``skipped``. The sink writes an order's link (reference first, ORNO once M3
+confirmed) before M3 can ship or invoice it, and the store confirms a miss against the topic's end, so
+a shop order is never mistaken for a foreign one.
 """
 
 from __future__ import annotations
@@ -274,47 +276,42 @@ def money(amount: Decimal, currency: str, path: str) -> dict[str, Any]:
 class OrderKeys(Protocol):
     """Finds the canonical ``order_key`` of an M3 order (see the module docstring)."""
 
-    def by_erp_order(self, erp_order_number: str) -> str | None:
-        """The order_key linked to M3 order number ``erp_order_number``, or None."""
+    def by_erp_order(self, cono: str, erp_order_number: str) -> str | None:
+        """The order_key linked to M3 order ``erp_order_number`` of company ``cono`` (may be ""), or None."""
         ...
 
-    def by_reference(self, reference: str) -> str | None:
+    def by_reference(self, reference: str, cono: str = "") -> str | None:
         """The order_key of the shop order whose reference is ``reference`` (M3 CUOR), or None."""
         ...
 
 
-class OrderKeyIndex:
-    """An in-memory :class:`OrderKeys`, filled with :meth:`link` from the topics named in the module doc."""
+class CustomerKeys(Protocol):
+    """Finds the canonical ``customer_key`` of the shop customer an M3 customer stands for."""
 
-    def __init__(self) -> None:
-        self._by_orno: dict[str, str] = {}
-        self._by_reference: dict[str, str] = {}
-
-    def link(self, order_key: str, *, reference: str = "", erp_order_number: str = "") -> None:
-        """Remember that ``order_key`` has this reference and/or M3 order number (later calls win)."""
-        if reference.strip():
-            self._by_reference[reference.strip()] = order_key
-        if erp_order_number.strip():
-            self._by_orno[erp_order_number.strip()] = order_key
-
-    def by_erp_order(self, erp_order_number: str) -> str | None:
-        """See :class:`OrderKeys`."""
-        return self._by_orno.get(erp_order_number.strip())
-
-    def by_reference(self, reference: str) -> str | None:
-        """See :class:`OrderKeys`."""
-        return self._by_reference.get(reference.strip())
+    def by_erp_customer(self, cono: str, erp_customer_number: str) -> str | None:
+        """The customer_key linked to M3 customer ``erp_customer_number`` of company ``cono``, or None."""
+        ...
 
 
-def find_order_key(keys: OrderKeys, erp_order_number: str, reference: str = "") -> str | None:
+def find_order_key(keys: OrderKeys, cono: str, erp_order_number: str, reference: str = "") -> str | None:
     """The order_key by ORNO first (the link the sink wrote), else by the reference, else None."""
     if erp_order_number.strip():
-        found = keys.by_erp_order(erp_order_number)
+        found = keys.by_erp_order(cono, erp_order_number)
         if found is not None:
             return found
     if reference.strip():
-        return keys.by_reference(reference)
+        return keys.by_reference(reference, cono)
     return None
+
+
+def company_of(raw: RawInfor) -> str:
+    """M3's company (CONO) of a raw record: the MI ``CONO`` field, else the part of the BOD's
+    accounting entity (``{CONO}_{DIVI}`` or ``{CONO}``) before the underscore; "" when neither says."""
+    if raw.mi is not None:
+        return raw.mi.get("CONO", "").strip()
+    if raw.bod is not None:
+        return raw.bod.accounting_entity_id.strip().partition("_")[0]
+    return ""
 
 
 def shop_of(order_key: str) -> str | None:

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.errors import InvalidMessage
 from processors import infor_invoices
-from processors.infor_source import EVENT_NAMESPACE, OrderKeyIndex
+from processors.erp_links import ErpLinkIndex, OrderLink
+from processors.infor_source import EVENT_NAMESPACE
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture, sandbox_bod
@@ -21,10 +22,10 @@ INVOICE = fixture("bod/SyncInvoice.xml")
 HEAD = "Invoice/InvoiceHeader"
 
 
-def _run(raw: bytes, keys: OrderKeyIndex | None = None) -> dict[str, Any] | None:
+def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, Any] | None:
     if keys is None:
-        keys = OrderKeyIndex()
-        keys.link("1:1042", erp_order_number="1000012345")
+        keys = ErpLinkIndex()
+        keys.link_order(OrderLink("1:1042", "100", erp_order_number="1000012345"))
     flow = infor_invoices.build_flow(keys)
     event = flow.decode(raw, ())
     datum = flow.to_record(event, context())
@@ -89,7 +90,7 @@ def test_credit_note() -> None:
 
 
 def test_invoice_of_an_unknown_order_is_skipped() -> None:
-    assert _run(INVOICE, OrderKeyIndex()) is None
+    assert _run(INVOICE, ErpLinkIndex()) is None
 
 
 @pytest.mark.parametrize(

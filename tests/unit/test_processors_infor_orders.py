@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.errors import InvalidMessage
 from processors import infor_orders
-from processors.infor_source import EVENT_NAMESPACE, OrderKeyIndex
+from processors.erp_links import ErpLinkIndex, OrderLink
+from processors.infor_source import EVENT_NAMESPACE
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import (
@@ -25,20 +26,20 @@ from tests.unit.test_processors_infor_support import (
 RULES = load_rules(None)
 
 
-def _keys() -> OrderKeyIndex:
-    keys = OrderKeyIndex()
-    keys.link("1:1042", reference="PS-000123")
+def _keys() -> ErpLinkIndex:
+    keys = ErpLinkIndex()
+    keys.link_order(OrderLink("1:1042", "100", reference="PS-000123"))
     return keys
 
 
-def _sandbox_keys() -> OrderKeyIndex:
-    keys = OrderKeyIndex()
-    keys.link("1:2001", reference="OTHER-REF", erp_order_number="1000012345")
+def _sandbox_keys() -> ErpLinkIndex:
+    keys = ErpLinkIndex()
+    keys.link_order(OrderLink("1:2001", "100", reference="OTHER-REF", erp_order_number="1000012345"))
     return keys
 
 
-def _run(raw: bytes, keys: OrderKeyIndex | None = None) -> dict[str, object] | None:
-    flow = infor_orders.build_flow(keys or _keys(), RULES)
+def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, object] | None:
+    flow = infor_orders.build_flow(_keys() if keys is None else keys, RULES)
     event = flow.decode(raw, ())
     datum = flow.to_record(event, context())
     if datum is not None:
@@ -108,7 +109,7 @@ def test_mi_head_record_and_order_stop() -> None:
 
 
 def test_order_unknown_to_the_links_is_skipped() -> None:
-    assert _run(fixture("bod/SyncSalesOrder.xml"), OrderKeyIndex()) is None
+    assert _run(fixture("bod/SyncSalesOrder.xml"), ErpLinkIndex()) is None
 
 
 def test_deleted_order_is_cancelled() -> None:

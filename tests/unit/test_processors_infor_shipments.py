@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.errors import InvalidMessage
 from processors import infor_shipments
-from processors.infor_source import EVENT_NAMESPACE, OrderKeyIndex
+from processors.erp_links import ErpLinkIndex, OrderLink
+from processors.infor_source import EVENT_NAMESPACE
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture, sandbox_bod
@@ -22,10 +23,10 @@ class _Skus:
         return {"SKU-1001": "sku-1001-blue"}.get(item_number)
 
 
-def _run(raw: bytes, keys: OrderKeyIndex | None = None) -> dict[str, object] | None:
+def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, object] | None:
     if keys is None:
-        keys = OrderKeyIndex()
-        keys.link("1:1042", reference="PS-000123", erp_order_number="1000012345")
+        keys = ErpLinkIndex()
+        keys.link_order(OrderLink("1:1042", "100", reference="PS-000123", erp_order_number="1000012345"))
     flow = infor_shipments.build_flow(keys, _Skus())
     event = flow.decode(raw, ())
     datum = flow.to_record(event, context())
@@ -87,7 +88,7 @@ def test_mws410mi_head() -> None:
 
 
 def test_delivery_of_an_order_not_from_the_shop_is_skipped() -> None:
-    assert _run(fixture("bod/SyncShipment.xml"), OrderKeyIndex()) is None
+    assert _run(fixture("bod/SyncShipment.xml"), ErpLinkIndex()) is None
 
 
 ITEM = "Shipment/ShipmentItem[0]"
