@@ -1,21 +1,28 @@
 """The one Avro codec of the pipeline: canonical records in the Schema Registry wire format.
 
 Wire format: magic byte ``0``, the 4-byte big-endian schema id, then the Avro binary body. Subjects
-follow the TopicNameStrategy (``<topic>-value``).
+follow the TopicNameStrategy (``<topic>-value``). The bytes are exactly those confluent-kafka's
+``AvroSerializer`` writes (tests/unit/test_schema_codec_wire.py proves it for every example); the codec
+does the framing itself so that the per-record cost is fastavro's writer and nothing else.
 
-Schemas are registered by ``psinfor schemas register``, never by a producer: the serializer runs with
-``auto.register.schemas=False`` and looks its own schema up in the subject (``POST /subjects/<s>``),
-which Apicurio's ccompat API answers with the id of the identical registered version. We do not use
-``use.latest.version``: it would write with whatever schema was registered last, possibly newer than the
-code's, silently filling fields the code does not know with their defaults.
+Schemas are registered by ``psinfor schemas register``, never by a producer: the codec looks its own
+schema up in the subject (``POST /subjects/<s>``) once per topic, at first use, and Apicurio's ccompat API
+answers with the id of the identical registered version. We do not write with the subject's latest
+version: it could be newer than the code's, silently filling fields the code does not know with their
+defaults. Writer schemas met while decoding are fetched by id once and cached.
+
+Validation is fastavro's ``strict_allow_default`` writer: an unknown field, a missing field without a
+default or a value of the wrong type makes the writer raise, and only then does :func:`find_violation`
+walk the datum to name the field. A valid record is therefore checked and written in one pass.
 
 Errors, classified here where the knowledge is:
 
 - a datum that does not fit the schema (wrong type, missing required field, unknown field, too many
   decimal places) → :class:`InvalidMessage` ``reason="schema_violation"`` with ``field_path`` such as
   ``lines[1].unit_price_excl_tax.amount`` when one field is to blame;
-- bytes that are not a Schema Registry Avro record (no magic byte, unknown schema id, truncated or
-  corrupt body) → :class:`InvalidMessage` ``reason="undecodable"``;
+- bytes that are not a Schema Registry Avro record of this record type (no magic byte, unknown schema id,
+  a writer schema that does not resolve to ours, truncated or corrupt body) → :class:`InvalidMessage`
+  ``reason="undecodable"``;
 - the registry unreachable or answering 5xx → :class:`RetryableError`;
 - our own schema missing from its subject → :class:`SchemaNotRegisteredError` (a deployment mistake, not a
   message problem: it crashes the stage instead of dead-lettering every record).
@@ -25,19 +32,22 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
+import json
 import struct
 import uuid
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import httpx
-from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 
 from pipeline.errors import InvalidMessage, RetryableError
-from schemas.loader import AvroSchemaJson, compose, schema_string
+from schemas.loader import AvroSchemaJson, compose, parsed_schema, schema_string
 
 AvroDatum: TypeAlias = dict[str, Any]
 """A record as fastavro reads and writes it: Decimal, aware datetime, date, UUID, str, dict, list."""
@@ -45,9 +55,20 @@ AvroDatum: TypeAlias = dict[str, Any]
 # Codes the Confluent API uses for "this subject / schema / version does not exist".
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
 
-# What fastavro and the deserializer raise on bytes that are not a valid record of the writer schema.
+_MAGIC = 0
+
+# confluent-kafka's registry client speaks httpx2 when it is installed (else httpx); its compat module
+# names the one in use, so "registry unreachable" is caught whichever it is.
+_UNREACHABLE = (httpx.TransportError, registry_httpx.TransportError)
+
+# What fastavro's writer raises on a datum that does not fit the schema (a float where a Decimal belongs
+# fails inside the decimal writer with AttributeError / TypeError).
+_WRITE_ERRORS = (ValueError, TypeError, AttributeError, ArithmeticError, OverflowError, KeyError)
+
+# What fastavro's reader raises on bytes that are not a valid record of the writer schema, or a writer
+# schema that does not resolve to the reader's.
 _CORRUPT_BODY_ERRORS = (
-    SerializationError,
+    SchemaResolutionError,
     EOFError,
     ValueError,
     TypeError,
@@ -68,87 +89,122 @@ class AvroCodec:
 
     ``record`` is the short name of a top-level record under ``schemas/avro/`` (``"Order"``). The same
     codec serves every topic carrying that record (``canonical.order.v1``, ``review.order.v1``); the
-    topic picks the subject.
+    topic picks the subject. Not thread-safe (it reuses one output buffer): one codec per thread.
     """
 
     def __init__(self, client: SchemaRegistryClient, record: str) -> None:
         self.record = record
+        self._client = client
         self._schema: AvroSchemaJson = compose(record)
-        schema_str = schema_string(record)
-        self._serializer = AvroSerializer(
-            client,
-            schema_str,
-            conf={
-                "auto.register.schemas": False,
-                # Unknown fields are an error, missing fields fall back to their schema default.
-                "validate.strict.allow.default": True,
-                "subject.name.strategy": topic_subject_name_strategy,
-            },
-        )
-        # The subject strategy is explicit on both sides: confluent-kafka 2.16 otherwise asks the registry
-        # for topic "associations" on every call, an endpoint Confluent-compatible registries such as
-        # Apicurio do not serve (an extra round trip per record, which hung under load).
-        self._deserializer = AvroDeserializer(
-            client, schema_str, conf={"subject.name.strategy": topic_subject_name_strategy}
-        )
+        self._schema_str = schema_string(record)
+        self._parsed: Any = parsed_schema(record)
+        # topic → the 5-byte wire header (magic byte + our schema id under <topic>-value).
+        self._headers: dict[str, bytes] = {}
+        # writer schema id → (parsed writer schema, reader schema or None when the writer's is ours).
+        self._writers: dict[int, tuple[Any, Any]] = {}
+        self._out = io.BytesIO()
 
     def encode(self, datum: Mapping[str, Any], topic: str) -> bytes:
         """Serialize ``datum`` for ``topic``; returns magic byte + schema id + Avro body.
 
         Raises InvalidMessage(schema_violation) when the datum does not fit the schema,
         RetryableError when the registry cannot be reached, SchemaNotRegisteredError when the schema is not
-        registered under ``<topic>-value``.
+        registered under ``<topic>-value``. Only the first call per topic asks the registry.
         """
-        ctx = SerializationContext(topic, MessageField.VALUE)
+        header = self._headers.get(topic)
+        if header is None:
+            header = self._lookup_header(topic)
+        out = self._out
+        out.seek(0)
+        out.truncate()
+        out.write(header)
         try:
-            data = self._serializer(dict(datum), ctx)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404 or exc.error_code in _NOT_FOUND_CODES:
-                raise SchemaNotRegisteredError(
-                    f"{self.record} is not registered under subject {topic}-value "
-                    f"({exc.error_message}); run `psinfor schemas register`"
-                ) from exc
-            raise _registry_failure(exc) from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(f"schema registry unreachable: {exc}") from exc
-        except (SerializationError, ValueError, TypeError, ArithmeticError, OverflowError) as exc:
+            schemaless_writer(out, self._parsed, datum, strict_allow_default=True)
+        except _WRITE_ERRORS as exc:
             violation = find_violation(self._schema, datum)
             path, message = violation if violation else (None, str(exc))
             raise InvalidMessage(
                 "schema_violation", f"{self.record}: {message}", field_path=path, details={"topic": topic}
             ) from exc
-        if data is None:  # only for a None datum, which the signature excludes
-            raise InvalidMessage("schema_violation", f"{self.record}: nothing to encode")
-        return bytes(data)
+        return out.getvalue()
 
     def decode(self, data: bytes, topic: str) -> AvroDatum:
         """Deserialize wire-format ``data`` read from ``topic`` into this codec's record (reader schema).
 
         Raises InvalidMessage(undecodable) when the bytes are not a Schema Registry Avro record that
-        resolves to this record type, RetryableError when the registry cannot be reached.
+        resolves to this record type, RetryableError when the registry cannot be reached. Only the first
+        record of each writer schema id asks the registry.
         """
-        ctx = SerializationContext(topic, MessageField.VALUE)
+        if len(data) <= 5 or data[0] != _MAGIC:
+            raise InvalidMessage(
+                "undecodable",
+                f"{self.record}: not a Schema Registry Avro record (no magic byte and schema id)",
+                details={"topic": topic},
+            )
+        schema_id = int.from_bytes(data[1:5], "big")
+        resolved = self._writers.get(schema_id)
+        if resolved is None:
+            resolved = self._writer_schema(schema_id)
+        writer, reader = resolved
         try:
-            datum = self._deserializer(data, ctx)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404 or exc.error_code in _NOT_FOUND_CODES:
-                raise InvalidMessage(
-                    "undecodable",
-                    f"{self.record}: writer schema unknown to the registry ({exc.error_message})",
-                ) from exc
-            raise _registry_failure(exc) from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(f"schema registry unreachable: {exc}") from exc
+            datum = schemaless_reader(io.BytesIO(data[5:]), writer, reader)
         except _CORRUPT_BODY_ERRORS as exc:
             raise InvalidMessage(
                 "undecodable",
                 f"{self.record}: not a valid wire-format Avro record ({type(exc).__name__}: {exc})",
+                details={"topic": topic},
             ) from exc
         if not isinstance(datum, dict):
             raise InvalidMessage(
                 "undecodable", f"{self.record}: decoded a {type(datum).__name__}, not a record"
             )
         return datum
+
+    def _lookup_header(self, topic: str) -> bytes:
+        subject = f"{topic}-value"
+        try:
+            registered = self._client.lookup_schema(subject, Schema(self._schema_str, "AVRO"))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404 or exc.error_code in _NOT_FOUND_CODES:
+                raise SchemaNotRegisteredError(
+                    f"{self.record} is not registered under subject {subject} "
+                    f"({exc.error_message}); run `psinfor schemas register`"
+                ) from exc
+            raise _registry_failure(exc) from exc
+        except _UNREACHABLE as exc:
+            raise RetryableError(f"schema registry unreachable: {exc}") from exc
+        schema_id = registered.schema_id
+        if schema_id is None:
+            raise RuntimeError(f"the registry returned no schema id for {subject}")
+        header = struct.pack(">bI", _MAGIC, schema_id)
+        self._headers[topic] = header
+        return header
+
+    def _writer_schema(self, schema_id: int) -> tuple[Any, Any]:
+        try:
+            registered = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404 or exc.error_code in _NOT_FOUND_CODES:
+                raise InvalidMessage(
+                    "undecodable",
+                    f"{self.record}: writer schema {schema_id} unknown to the registry ({exc.error_message})",
+                ) from exc
+            raise _registry_failure(exc) from exc
+        except _UNREACHABLE as exc:
+            raise RetryableError(f"schema registry unreachable: {exc}") from exc
+        if registered.schema_type not in (None, "AVRO") or registered.schema_str is None:
+            raise InvalidMessage("undecodable", f"{self.record}: schema {schema_id} is not an Avro schema")
+        if registered.references:
+            # psinfor registers self-contained schemas only (schemas/loader.py inlines every named type).
+            raise InvalidMessage(
+                "undecodable", f"{self.record}: writer schema {schema_id} uses registry references"
+            )
+        writer = parse_schema(json.loads(registered.schema_str))
+        # Resolution against the reader schema costs a schema comparison per record; skip it when the
+        # writer schema is ours, which is every record the pipeline itself wrote with this code.
+        reader = None if writer == self._parsed else self._parsed
+        self._writers[schema_id] = (writer, reader)
+        return writer, reader
 
 
 def _registry_failure(exc: SchemaRegistryError) -> Exception:
