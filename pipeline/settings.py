@@ -247,6 +247,17 @@ class ServiceSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class RulesSettings(_Section):
+    """The transformation rules file every processor (and sink) loads once at start-up."""
+
+    # Named ``path``, not ``file``: PSINFOR_RULES__FILE would read as the ``_FILE`` secret twin of a
+    # ``PSINFOR_RULES`` variable under this module's convention.
+    path: Path | None = Field(
+        None,
+        description="Rules YAML file (check it with `psinfor rules check`); unset: rules/default.yaml.",
+    )
+
+
 class WebhookReceiverSettings(_Section):
     """The signed-webhook receiver (`psinfor ingest prestashop-webhooks`), served on `service`'s address."""
 
@@ -569,6 +580,7 @@ class Settings(BaseSettings):
     infor_events: InforEventsSettings = Field(
         InforEventsSettings(), description="Infor IMS receiver and MI poller."
     )
+    rules: RulesSettings = Field(RulesSettings(), description="Transformation rules of processors and sinks.")
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,7 @@ from pipeline.health import HealthState
 from pipeline.kafka_config import faust_broker_settings
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
+from rules.engine import Rules, load_rules
 from schemas.registry import registry_client
 
 STAGE = "processors"
@@ -85,6 +86,8 @@ class ProcessorApp:
     registry: SchemaRegistryClient
     dead_letters: DeadLetterProducer
     health: HealthState
+    rules: Rules
+    """The transformation rules every flow gets through its ``FlowContext``."""
 
 
 def faust_app(settings: Settings, options: ProcessorOptions) -> faust.App:
@@ -132,12 +135,16 @@ def faust_app(settings: Settings, options: ProcessorOptions) -> faust.App:
     return app
 
 
-def build_app(settings: Settings, options: ProcessorOptions) -> ProcessorApp:
-    """The faust app plus the shared producer, registry client, DLQ producer and health state.
+def build_app(settings: Settings, options: ProcessorOptions, rules: Rules | None = None) -> ProcessorApp:
+    """The faust app plus the shared producer, registry client, DLQ producer, health state and rules.
 
-    Raises ConfigError when the settings lack the registry. The producer's poll thread starts here;
-    ``processors.main`` closes it when the worker stops.
+    ``rules`` default to the file ``settings.rules.path`` names (the packaged rules when unset).
+    Raises ConfigError when the settings lack the registry, RulesFileError (a ConfigError) when the
+    rules file is unusable. The producer's poll thread starts here; ``processors.main`` closes it when
+    the worker stops.
     """
+    # Rules first: a bad rules file must stop the start-up before any client exists.
+    loaded = rules if rules is not None else load_rules(settings.rules.path)
     registry = registry_client(settings.require_registry())
     producer = PipelineProducer(
         settings.kafka,
@@ -160,4 +167,5 @@ def build_app(settings: Settings, options: ProcessorOptions) -> ProcessorApp:
         registry=registry,
         dead_letters=dead_letters,
         health=HealthState.from_settings(settings.service, STAGE),
+        rules=loaded,
     )

@@ -25,6 +25,7 @@ from pipeline.settings import Settings, load_settings
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
 from processors.flows_prestashop import PRESTASHOP_FLOWS
 from processors.runner import Flow, register_flow
+from rules.engine import load_rules
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,9 @@ def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str])
     flows = [resolve_flow(ref.strip()) for ref in flow_refs if ref.strip()]
     if not flows:
         raise ConfigError("--flows names no flow")
-    app: ProcessorApp = build_app(settings, options)
+    # Loaded once here (a bad file stops the start-up with every problem listed) and shared by all flows.
+    rules = load_rules(settings.rules.path)
+    app: ProcessorApp = build_app(settings, options, rules)
     for flow in flows:
         register_flow(app, flow)
     server = HealthServer.from_settings(settings.service, app.health)

@@ -8,10 +8,16 @@ Per batch of events (``stream.noack_take``; a batch is ``take_max`` events or ``
 seconds, whichever comes first), in source order::
 
     decode(bytes, headers)            InvalidMessage → DlqLimit check → dlq.processors (original bytes)
+                                      a Skipped value (e.g. SKIP) → nothing to emit, counted skipped
     version(model) <= last emitted    dropped, counted stale (<) or duplicate (=)
-    to_record(model, context)         None → nothing to emit (skipped); InvalidMessage → DLQ as above
-    AvroCodec.encode(datum, output)   InvalidMessage(schema_violation) → DLQ as above
-    produce(output, key, value, headers: event_id, correlation_id, causation_id, flow)
+    to_record(model, context)         one datum or a sequence of them; None or [] → counted skipped;
+                                      InvalidMessage → DLQ as above
+    per datum:
+      destination                     the rules' review topic when the datum's anomaly flags say so
+                                      (only for the record the review topic carries), else the output
+      AvroCodec.encode(datum, topic)  InvalidMessage(schema_violation) → DLQ as above
+      produce(topic, record_key(datum) or key(model), value,
+              headers: event_id, correlation_id, causation_id, flow)
     ... then wait until every canonical and DLQ record of the batch was acknowledged, write the
     new versions to the table's changelog and wait for those acks, and only then ack the events.
 
@@ -44,18 +50,22 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, NoReturn, TypeVar
+from functools import cache
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 from pipeline.dlq import DeadLetterProducer, DlqLimit
-from pipeline.errors import DlqLimitExceeded, InvalidMessage, ProduceError, RetryableError
+from pipeline.errors import ConfigError, DlqLimitExceeded, InvalidMessage, ProduceError, RetryableError
 from pipeline.metrics import DLQ_LIMIT_TRIPS, DLQ_MESSAGES, MESSAGES, RETRIES
 from pipeline.producer import Delivery, PipelineProducer
 from pipeline.records import Headers, SourceRecord
 from pipeline.retry import Backoff
 from processors.app import ProcessorApp
 from processors.staleness import VersionTable, declare_versions_table, source_partitions
+from rules.anomalies import Anomaly
+from rules.engine import Rules, load_rules
+from schemas.catalogue import load_catalogue
 from schemas.codec import AvroCodec, AvroDatum
 
 log = logging.getLogger(__name__)
@@ -73,6 +83,30 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """``decode``'s answer for an event that carries nothing to emit (a thin notification, a record of
+    another flow on a shared topic). The runner counts it ``skipped`` before any version check, so it
+    never needs a version of its own and never enters the version table."""
+
+    reason: str
+    """Why, in a few words (for logs and tests; not a metric label)."""
+
+
+SKIP: Final = Skipped("nothing to emit")
+"""The plain :class:`Skipped` for flows with nothing more to say."""
+
+
+@cache
+def packaged_rules() -> Rules:
+    """The packaged default rules, loaded on first use (never at import time) and shared.
+
+    Only the fallback of a :class:`FlowContext` built without rules (unit tests, previews); the worker
+    passes the rules ``main()`` loaded from the settings.
+    """
+    return load_rules()
+
+
+@dataclass(frozen=True, slots=True)
 class FlowContext:
     """What a flow's ``to_record`` may know besides the payload; every value is stable across replays."""
 
@@ -81,6 +115,8 @@ class FlowContext:
     """The source record's ``correlation_id`` header, or an id derived from its coordinates."""
     source_event_id: str
     """The source's own event id (webhook id, BOD id, IMS message id) or ``topic:partition:offset``."""
+    rules: Rules = field(default_factory=packaged_rules)
+    """The transformation rules, loaded once by ``main()`` (``PSINFOR_RULES__PATH``; default: packaged)."""
 
     @property
     def ingested_at(self) -> datetime:
@@ -102,9 +138,13 @@ class FlowContext:
 class Flow(Generic[ModelT]):
     """One raw → canonical flow, as data. Every function is pure and never touches Kafka.
 
-    ``decode`` raises InvalidMessage for bytes it cannot turn into the model; ``to_record`` returns the
-    canonical datum (``meta.event_id`` deterministic, ``meta.version`` = ``version(model)``), None when
-    the event carries nothing to emit, or raises InvalidMessage. ``key`` is the canonical topic's key.
+    ``decode`` returns the model, a :class:`Skipped` value (:data:`SKIP`) for an event that carries
+    nothing to emit, or raises InvalidMessage for bytes it cannot turn into the model. ``to_record``
+    returns the canonical datum, or a sequence of datums (one product → one record per combination),
+    each with a deterministic ``meta.event_id`` and ``meta.version`` = ``version(model)``; None or an
+    empty sequence when there is nothing to emit; or raises InvalidMessage (nothing of the event is
+    produced then). ``key`` is the canonical topic's key of a datum unless ``record_key`` is given,
+    which keys each datum by itself (needed when one event's datums have different keys).
     ``version`` orders the events of one source key (see ``processors.staleness``).
     """
 
@@ -112,10 +152,11 @@ class Flow(Generic[ModelT]):
     sources: tuple[str, ...]
     output: str
     record: str
-    decode: Callable[[bytes, Headers], ModelT]
-    to_record: Callable[[ModelT, FlowContext], AvroDatum | None]
+    decode: Callable[[bytes, Headers], ModelT | Skipped]
+    to_record: Callable[[ModelT, FlowContext], AvroDatum | Sequence[AvroDatum] | None]
     key: Callable[[ModelT], str]
     version: Callable[[ModelT], int]
+    record_key: Callable[[AvroDatum], str] | None = None
 
 
 def crash(error: BaseException) -> NoReturn:
@@ -190,8 +231,12 @@ class FlowRunner(Generic[ModelT]):
         dlq_limit: DlqLimit,
         versions: VersionTable,
         backoff: Backoff,
+        rules: Rules | None = None,
+        review_output: str | None = None,
         delivery_timeout_s: float = 300.0,
     ) -> None:
+        """``rules`` default to the packaged ones; ``review_output`` is the actual topic of the rules'
+        review topic when this flow's record is the one it carries (None: this flow never routes)."""
         self.flow = flow
         self.stage = f"processor-{flow.name.replace('_', '-')}"
         self._output = output
@@ -201,6 +246,8 @@ class FlowRunner(Generic[ModelT]):
         self._dlq_limit = dlq_limit
         self._versions = versions
         self._backoff = backoff
+        self._rules = rules if rules is not None else packaged_rules()
+        self._review_output = review_output
         self._delivery_timeout_s = delivery_timeout_s
         self._counters: dict[tuple[str, str], Any] = {}
 
@@ -257,31 +304,62 @@ class FlowRunner(Generic[ModelT]):
         if record.key is None:
             raise InvalidMessage("missing_key", "raw record without a key: its events cannot be ordered")
         model = flow.decode(record.value, record.headers)
+        if isinstance(model, Skipped):
+            # Before the version check: a notification has no version and must not count as stale.
+            return "skipped"
         version = flow.version(model)
         known = emitted.get(record.key)
         last = known[1] if known is not None else self._versions.last(record.key)
         if last is not None and version <= last:
             return "duplicate" if version == last else "stale"
-        context = _context(record)
-        datum = flow.to_record(model, context)
-        if datum is None:
+        context = _context(record, self._rules)
+        result = flow.to_record(model, context)
+        if result is None:
             return "skipped"
-        value = self._codec.encode(datum, self._output)
-        headers = [
-            ("event_id", str(datum["meta"]["event_id"]).encode()),
-            ("correlation_id", context.correlation_id.encode()),
-            ("causation_id", context.source_event_id.encode()),
-            ("flow", flow.name.encode()),
-        ]
-        delivery.expect()
-        try:
-            key = flow.key(model).encode()
-            self._producer.produce(self._output, key, value, headers, delivery.on_delivery)
-        except BaseException:
-            delivery.on_delivery(Delivery(self._output, -1, -1, None))  # never queued: uncount it
-            raise
+        datums: Sequence[AvroDatum] = [result] if isinstance(result, dict) else result
+        if not datums:
+            return "skipped"
+        # Key, route and encode every datum before producing any: an InvalidMessage for one of them
+        # dead-letters the whole event with nothing of it on the canonical topic.
+        outgoing: list[tuple[str, bytes, bytes, str]] = []
+        reviewed = False
+        for datum in datums:
+            key = flow.record_key(datum) if flow.record_key is not None else flow.key(model)
+            topic = self._destination(datum)
+            reviewed = reviewed or topic != self._output
+            outgoing.append(
+                (topic, key.encode(), self._codec.encode(datum, topic), str(datum["meta"]["event_id"]))
+            )
+        correlation = context.correlation_id.encode()
+        causation = context.source_event_id.encode()
+        flow_name = flow.name.encode()
+        for topic, key_bytes, value, event_id in outgoing:
+            headers = [
+                ("event_id", event_id.encode()),
+                ("correlation_id", correlation),
+                ("causation_id", causation),
+                ("flow", flow_name),
+            ]
+            delivery.expect()
+            try:
+                self._producer.produce(topic, key_bytes, value, headers, delivery.on_delivery)
+            except BaseException:
+                delivery.on_delivery(Delivery(topic, -1, -1, None))  # never queued: uncount it
+                raise
         emitted[record.key] = (record.partition, version)
-        return "ok"
+        return "review" if reviewed else "ok"
+
+    def _destination(self, datum: AvroDatum) -> str:
+        """The actual topic of ``datum``: the review topic when its anomaly flags call for review."""
+        if self._review_output is None:
+            return self._output
+        flags = datum.get("anomalies")
+        if not flags:
+            return self._output
+        anomalies = [Anomaly(flag["code"], float(flag["score"]), flag["reason"]) for flag in flags]
+        if self._rules.anomalies.destination(anomalies, self.flow.output) == self.flow.output:
+            return self._output
+        return self._review_output
 
     async def _dead_letter(self, record: SourceRecord, error: InvalidMessage) -> None:
         await self._retrying_async(
@@ -319,7 +397,7 @@ class FlowRunner(Generic[ModelT]):
         counter.inc()
 
 
-def _context(record: SourceRecord) -> FlowContext:
+def _context(record: SourceRecord, rules: Rules) -> FlowContext:
     source_event_id = None
     for name in _SOURCE_EVENT_HEADERS:
         value = record.header(name)
@@ -334,6 +412,7 @@ def _context(record: SourceRecord) -> FlowContext:
         if correlation
         else str(uuid.uuid5(_CORRELATION_NAMESPACE, coordinates)),
         source_event_id=source_event_id or coordinates,
+        rules=rules,
     )
 
 
@@ -362,6 +441,7 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
     options = app.options
     sources = tuple(options.topic(name) for name in flow.sources)
     output = options.topic(flow.output)
+    review_output = _review_output(app.rules, flow, options.topic)
     partitions = source_partitions(app.settings.kafka, sources)
     table = declare_versions_table(app.faust, flow.name, partitions=partitions)
     runner: FlowRunner[Any] = FlowRunner(
@@ -373,6 +453,8 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
         dlq_limit=DlqLimit(app.settings.dlq),
         versions=VersionTable(table, app.settings.kafka, client_id_suffix=f"processors-{flow.name}-state"),
         backoff=Backoff(app.settings.retry),
+        rules=app.rules,
+        review_output=review_output,
     )
     topic = app.faust.topic(
         *sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -398,3 +480,18 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
 
     app.faust.agent(topic, name=f"psinfor.processors.{flow.name}")(agent)
     return runner
+
+
+def _review_output(rules: Rules, flow: Flow[Any], actual: Callable[[str], str]) -> str | None:
+    """The actual review topic for ``flow``, or None when the review topic does not carry its record.
+
+    The rules name the review topic; the catalogue says which record it carries (``review.order.v1``:
+    Order). Routing another record there would fail at the registry, so only flows emitting that
+    record route. A review topic missing from the catalogue is a configuration error.
+    """
+    name = rules.model.anomalies.review_topic
+    try:
+        entry = load_catalogue().topic(name)
+    except KeyError:
+        raise ConfigError(f"the rules' review topic {name!r} is not in the topic catalogue") from None
+    return actual(name) if entry.value == flow.record else None
