@@ -2,7 +2,8 @@
 
 ``python -m processors.main --flows REF[,REF...]`` does the same without the whole command tree (the
 SIGKILL test and supervisors use it). A flow reference is a production flow's name (see
-:data:`FLOWS`) or ``package.module:ATTRIBUTE`` naming a :class:`~processors.runner.Flow`.
+:data:`FLOWS`, kept in ``processors/__init__.py``) or ``package.module:ATTRIBUTE`` naming a
+:class:`~processors.runner.Flow` or a builder of one (see :func:`resolve_flow`).
 
 SIGTERM/SIGINT stop the worker gracefully: faust commits the offsets of acknowledged batches. A fatal
 error ends the process with :data:`~processors.runner.EXIT_FATAL` and nothing more committed.
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +24,62 @@ from pipeline.errors import ConfigError
 from pipeline.health import HealthServer
 from pipeline.log import configure_logging
 from pipeline.settings import Settings, load_settings
+from processors import FLOWS
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
-from processors.flows_prestashop import PRESTASHOP_FLOWS
+from processors.erp_links import LINKS_TOPIC, ErpLinkStore
 from processors.runner import Flow, register_flow
-from rules.engine import load_rules
+from rules.engine import Rules, load_rules
 
 log = logging.getLogger(__name__)
 
-FLOWS: dict[str, str] = {**PRESTASHOP_FLOWS}
-"""Production flows by name → ``module:ATTRIBUTE``; each system's flow map is merged here."""
+__all__ = ["FLOWS", "FlowResources", "add_arguments", "main", "options_from", "resolve_flow", "run"]
 
 
-def resolve_flow(reference: str) -> Flow[Any]:
-    """The flow a ``--flows`` item names; ConfigError when it does not exist or is not a Flow."""
+class FlowResources:
+    """What flow builders may ask for by parameter name, created on first use and shared by all flows.
+
+    ``rules``: the rules ``main()`` loaded. ``order_keys`` / ``customer_keys``: one
+    :class:`~processors.erp_links.ErpLinkStore` on the (renamed) ``state.erp-links`` topic, read to its
+    end before it is handed out. :meth:`close` stops what was started.
+    """
+
+    def __init__(self, settings: Settings, options: ProcessorOptions, rules: Rules) -> None:
+        self.settings = settings
+        self.options = options
+        self.rules = rules
+        self._links: ErpLinkStore | None = None
+
+    def links(self) -> ErpLinkStore:
+        """The started link store (RetryableError when the links topic cannot be read to its end)."""
+        if self._links is None:
+            store = ErpLinkStore(self.settings.kafka, self.options.topic(LINKS_TOPIC))
+            store.start()
+            self._links = store
+        return self._links
+
+    def provide(self, name: str) -> Any:
+        """The resource a builder parameter called ``name`` receives; KeyError for an unknown name."""
+        if name == "rules":
+            return self.rules
+        if name in ("order_keys", "customer_keys"):
+            return self.links()
+        raise KeyError(name)
+
+    def close(self) -> None:
+        """Stop the link store if one was started."""
+        if self._links is not None:
+            self._links.close()
+            self._links = None
+
+
+def resolve_flow(reference: str, resources: FlowResources | None = None) -> Flow[Any]:
+    """The flow a ``--flows`` item names: a :data:`FLOWS` name or ``package.module:ATTRIBUTE``.
+
+    The attribute is a :class:`~processors.runner.Flow`, or a builder called with the ``resources``
+    its parameters name (see :class:`FlowResources`; parameters with defaults that are not resources
+    keep their defaults). ConfigError when it does not exist, is neither, or is a builder and no
+    ``resources`` were given.
+    """
     target = FLOWS.get(reference, reference)
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
@@ -46,10 +91,29 @@ def resolve_flow(reference: str) -> Flow[Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"flow {reference!r}: cannot import {module_name} ({exc})") from exc
-    flow = getattr(module, attribute, None)
-    if not isinstance(flow, Flow):
-        raise ConfigError(f"flow {reference!r}: {module_name}.{attribute} is not a processors.runner.Flow")
-    return flow
+    found = getattr(module, attribute, None)
+    if callable(found) and not isinstance(found, Flow):
+        found = _build(reference, found, resources)
+    if not isinstance(found, Flow):
+        raise ConfigError(
+            f"flow {reference!r}: {module_name}.{attribute} is not a processors.runner.Flow or its builder"
+        )
+    return found
+
+
+def _build(reference: str, builder: Callable[..., Any], resources: FlowResources | None) -> Any:
+    if resources is None:
+        raise ConfigError(f"flow {reference!r} is built at start-up from runtime resources")
+    arguments: dict[str, Any] = {}
+    for name, parameter in inspect.signature(builder).parameters.items():
+        try:
+            arguments[name] = resources.provide(name)
+        except KeyError:
+            if parameter.default is inspect.Parameter.empty:
+                raise ConfigError(
+                    f"flow {reference!r}: its builder needs {name!r}, which the worker does not provide"
+                ) from None
+    return builder(**arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,14 +189,20 @@ def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str])
     import faust
 
     configure_logging(settings.service, stage=STAGE, secrets=settings.secret_values())
-    flows = [resolve_flow(ref.strip()) for ref in flow_refs if ref.strip()]
-    if not flows:
+    refs = [ref.strip() for ref in flow_refs if ref.strip()]
+    if not refs:
         raise ConfigError("--flows names no flow")
     # Loaded once here (a bad file stops the start-up with every problem listed) and shared by all flows.
     rules = load_rules(settings.rules.path)
-    app: ProcessorApp = build_app(settings, options, rules)
-    for flow in flows:
-        register_flow(app, flow)
+    resources = FlowResources(settings, options, rules)
+    try:
+        flows = [resolve_flow(ref, resources) for ref in refs]
+        app: ProcessorApp = build_app(settings, options, rules)
+        for flow in flows:
+            register_flow(app, flow)
+    except BaseException:
+        resources.close()
+        raise
     server = HealthServer.from_settings(settings.service, app.health)
     server.start()
     log.info(
@@ -154,6 +224,7 @@ def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str])
         code = exc.code if isinstance(exc.code, int) else 0
     finally:
         server.stop()
+        resources.close()
         remaining = app.producer.close(timeout=settings.dlq.delivery_timeout_s)
         if remaining:
             code = code or 1
