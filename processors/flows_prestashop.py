@@ -13,6 +13,7 @@ PRESTASHOP_FLOWS: dict[str, str] = {
     "prestashop_orders": "processors.prestashop_orders:FLOW",
     "prestashop_payments": "processors.prestashop_payments:FLOW",
     "prestashop_customers": "processors.prestashop_customers:FLOW",
+    "prestashop_products": "processors.prestashop_products:FLOW",
 }
 """Flow name → ``module:ATTRIBUTE`` of its :class:`~processors.runner.Flow`."""
 
