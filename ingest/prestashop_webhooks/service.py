@@ -14,6 +14,7 @@ flushes and closes the producer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import importlib.util
 import logging
@@ -103,6 +104,19 @@ class _Server(uvicorn.Server):
     caller's ``finally`` flushes and closes the producer; here the signal only asks for the graceful
     shutdown (a second SIGINT forces it, as in uvicorn) and the caller decides the exit code.
     """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start serving, then move everything built so far out of the garbage collector's sight.
+
+        Measured in the bench: the imports and the app (FastAPI, pydantic, confluent-kafka, ...) are
+        hundreds of thousands of objects that every full collection walked again; those collections
+        took up to ~0.6 s on a busy machine, stalling every request in flight (the p99). Frozen,
+        they are never collected (they live as long as the process anyway); what requests allocate
+        is collected as before.
+        """
+        await super().startup(sockets)
+        gc.collect()
+        gc.freeze()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
