@@ -14,7 +14,12 @@ For each kind:
    process, same linger;
 4. the processor: ``python -m processors.main`` with the bench flow (the production runner, faust
    worker, Avro encode, staleness table), one process. With ``--profile`` it runs under py-spy
-   (``py-spy record --format raw``) and the hottest frames are printed.
+   (``py-spy record --format raw``); the hottest frames and the share of samples inside each stage
+   (flow decode, ``to_record``, Avro encode, the rest: faust, aiokafka, the producer) are printed.
+
+Before the broker runs, the CPU cost of each pure stage (decode, ``to_record``, ``AvroCodec.encode``, and
+confluent-kafka's ``AvroSerializer`` for comparison) is timed in-process on one representative event,
+best of several repeats, against an in-memory registry: a loaded machine distorts these least.
 
 Rates are measured from the first to the last record on the output topic (start-up excluded): records
 per second of wall time. Run by hand; not part of the test suite.
@@ -30,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+import timeit
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -42,14 +48,18 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import InvalidMessage
-from pipeline.records import Headers
+from pipeline.records import Headers, SourceRecord
 from pipeline.settings import RegistrySettings
 from processors.runner import Flow, FlowContext
-from schemas.codec import AvroDatum
+from schemas.codec import AvroCodec, AvroDatum
 from schemas.examples import load_examples
+from schemas.loader import schema_string
 from schemas.registry import SubjectSchema, register_schemas, registry_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -465,7 +475,9 @@ def processor(
     if profile is not None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         output = profile / f"{kind}.txt"
-        argv = [spy, "record", "--format", "raw", "--rate", "250", "--output", str(output), "--", *argv]
+        # --gil: only samples holding the GIL, so threads blocked in select()/poll() do not pass for work.
+        record = [spy, "record", "--gil", "--format", "raw", "--rate", "250", "--output", str(output)]
+        argv = [*record, "--", *argv]
     env = {
         "PSINFOR_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
         "PSINFOR_REGISTRY__URL": args.registry,
@@ -487,6 +499,52 @@ def processor(
     return args.events / seconds, cpu / args.events * 1e6, output
 
 
+def stage_costs(kind: str, repeat: int = 7) -> dict[str, float]:
+    """CPU µs per event of each pure stage of ``kind``'s flow, best of ``repeat`` runs, no broker.
+
+    ``encode`` is the pipeline's AvroCodec; ``confluent encode`` is confluent-kafka's AvroSerializer with
+    the configuration the codec used before it framed records itself, for comparison.
+    """
+    _, flow = KINDS[kind]
+    key, value = PAYLOADS[kind](0)
+    output = f"bench.{kind}.stages"
+    client: SchemaRegistryClient = SchemaRegistryClient.new_client({"url": f"mock://bench-{kind}"})
+    client.register_schema(f"{output}-value", Schema(schema_string(flow.record), "AVRO"))
+    codec = AvroCodec(client, flow.record)
+    serializer = AvroSerializer(
+        client,
+        schema_string(flow.record),
+        conf={
+            "auto.register.schemas": False,
+            "validate.strict.allow.default": True,
+            "subject.name.strategy": topic_subject_name_strategy,
+        },
+    )
+    source = SourceRecord(topic=flow.sources[0], partition=0, offset=0, key=key, value=value)
+    context = FlowContext(record=source, correlation_id="bench", source_event_id="bench:0:0")
+    model = flow.decode(value, ())
+    produced = flow.to_record(model, context)
+    if not isinstance(produced, dict):
+        raise RuntimeError(f"the {kind} bench flow must return exactly one record")
+    datum: AvroDatum = produced
+    ctx = SerializationContext(output, MessageField.VALUE)
+    stages: dict[str, Any] = {
+        "decode": lambda: flow.decode(value, ()),
+        "to_record": lambda: flow.to_record(model, context),
+        "encode": lambda: codec.encode(datum, output),
+        "confluent encode": lambda: serializer(dict(datum), ctx),
+    }
+    costs: dict[str, float] = {}
+    for name, call in stages.items():
+        call()
+        # CPU time, not wall time: other processes on a busy machine then inflate the figure far less.
+        # Aim for ~50 ms per run whatever the stage costs.
+        number = max(1, int(0.05 / max(timeit.timeit(call, number=1), 1e-6)))
+        runs = timeit.repeat(call, number=number, repeat=repeat, timer=time.process_time)
+        costs[name] = min(runs) / number * 1e6
+    return costs
+
+
 def hottest(profile: Path, top: int = 18) -> list[tuple[float, str]]:
     """The frames with the most self time in a py-spy ``raw`` (collapsed stacks) profile."""
     own: Counter[str] = Counter()
@@ -499,6 +557,46 @@ def hottest(profile: Path, top: int = 18) -> list[tuple[float, str]]:
         own[frame] += int(count)
         total += int(count)
     return [(100.0 * n / max(total, 1), frame) for frame, n in own.most_common(top)]
+
+
+# Frames that mark a stage in a collapsed py-spy stack (function name and file, as py-spy prints them).
+_STAGE_FRAMES = {
+    "flow decode": ("decode_stock (bench/processors.py", "decode_order (bench/processors.py"),
+    "to_record": ("stock_record (bench/processors.py", "order_record (bench/processors.py"),
+    "Avro encode": ("AvroCodec.encode (schemas/codec.py",),
+    "start-up (imports)": ("_find_and_load (", "_get_module_details ("),
+}
+_OTHER_THREADS = "other threads (producer poll, executor)"
+_WAITING = "event loop waiting in select()"
+_MACHINERY = "rest of the event loop (faust, aiokafka, runner, producer calls)"
+
+
+def stage_shares(profile: Path) -> dict[str, float]:
+    """The share (%) of the samples of a py-spy ``raw`` profile in each stage, largest first.
+
+    Besides the pure stages: start-up imports, threads other than the event loop, the event loop blocked
+    in ``select()`` (waiting for the broker), and everything else on the event loop, which is the
+    framework's per-event machinery.
+    """
+    inside: Counter[str] = Counter()
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for stage, markers in _STAGE_FRAMES.items():
+            if any(marker in stack for marker in markers):
+                inside[stage] += int(count)
+                break
+        else:
+            if stack.startswith("Thread._bootstrap"):
+                inside[_OTHER_THREADS] += int(count)
+            elif ".select (selectors.py" in stack.rpartition(";")[2]:
+                inside[_WAITING] += int(count)
+            else:
+                inside[_MACHINERY] += int(count)
+    return {stage: 100.0 * n / max(total, 1) for stage, n in inside.most_common()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -516,7 +614,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     rows = []
-    for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    print("CPU µs per event of each pure stage (in-process, best of 7):")
+    for kind in kinds:
+        costs = stage_costs(kind)
+        print(f"  {kind:<10} " + "  ".join(f"{name} {us:.1f}" for name, us in costs.items()))
+    for kind in kinds:
         _, flow = KINDS[kind]
         prefix = f"bench.{kind}.{uuid.uuid4().hex[:8]}."
         topics = {
@@ -544,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  hottest frames (self time) of the processor, from {profile}:")
             for share, frame in hottest(profile):
                 print(f"    {share:5.1f}%  {frame}")
+            print("  share of samples inside each stage:")
+            for stage, share in stage_shares(profile).items():
+                print(f"    {share:5.1f}%  {stage}")
     # CPU µs per event is what a busy machine distorts least; 1e6 / µs is the rate one full core allows.
     print(
         "\nkind        bytes  ceiling/s  ceiling µs CPU/event  processor/s  processor µs CPU/event"
