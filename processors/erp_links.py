@@ -256,6 +256,9 @@ class ErpLinkStore:
         self._load_timeout_s = load_timeout_s
         self._sync_timeout_s = sync_timeout_s
         self._consumer: Consumer | None = None
+        # Watermark queries get their own client: librdkafka blocks them behind the reader's poll().
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
         self._partitions: list[int] = []
         self._positions: dict[int, int] = {}
         self._progress = threading.Condition()
@@ -277,6 +280,7 @@ class ErpLinkStore:
             {"group.id": f"{self._suffix}-reader", "enable.auto.commit": False, "enable.partition.eof": True}
         )
         consumer = Consumer(config)
+        self._probe = Consumer({**config, "client.id": f"{config['client.id']}-probe"})
         try:
             metadata = consumer.list_topics(self.topic, timeout=self._load_timeout_s)
             described = metadata.topics.get(self.topic)
@@ -292,12 +296,10 @@ class ErpLinkStore:
                     raise RetryableError(f"{self.topic} not read to its end within {self._load_timeout_s:g}s")
                 self._poll_once(0.2)
         except KafkaException as exc:
-            consumer.close()
-            self._consumer = None
+            self._close_clients()
             raise RetryableError(f"reading {self.topic}: {exc}") from exc
         except BaseException:
-            consumer.close()
-            self._consumer = None
+            self._close_clients()
             raise
         self._thread = threading.Thread(target=self._follow, name="erp-links", daemon=True)
         self._thread.start()
@@ -309,9 +311,13 @@ class ErpLinkStore:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10.0)
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._close_clients()
+
+    def _close_clients(self) -> None:
+        for client in (self._consumer, self._probe):
+            if client is not None:
+                client.close()
+        self._consumer = self._probe = None
 
     def sync(self, timeout_s: float | None = None) -> None:
         """Return once the store has read every record the topic held when this call began.
@@ -357,14 +363,15 @@ class ErpLinkStore:
     # -------------------------------------------------------------------------------- internals
 
     def _high_watermarks(self, timeout_s: float) -> dict[int, int]:
-        consumer = self._consumer
-        assert consumer is not None
+        probe = self._probe
+        assert probe is not None
         ends: dict[int, int] = {}
-        for partition in self._partitions:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=max(0.5, timeout_s), cached=False
-            )
-            ends[partition] = high
+        with self._probe_lock:
+            for partition in self._partitions:
+                _low, high = probe.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=max(0.5, timeout_s), cached=False
+                )
+                ends[partition] = high
         return ends
 
     def _reached(self, ends: dict[int, int]) -> bool:
