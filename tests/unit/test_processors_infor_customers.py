@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import InvalidMessage
+from pipeline.errors import ConfigError, InvalidMessage
 from pipeline.records import Headers
 from processors import infor_customers
 from processors.erp_links import CustomerLink, ErpLinkIndex
@@ -175,3 +175,16 @@ def test_split_name_keeps_every_word() -> None:
 def test_preview() -> None:
     record = preview(BOD, RULES, "infor_customers")
     assert record["customer_key"] == "infor:100:PS000042"
+
+
+def test_infor_flow_factory_builds_every_flow_with_the_links() -> None:
+    from processors.infor_flows import INFOR_FLOW_NAMES, build_infor_flows
+
+    flows = build_infor_flows(INFOR_FLOW_NAMES, _linked(), RULES)
+    assert sorted(flow.name for flow in flows) == sorted(INFOR_FLOW_NAMES)
+    customers = next(flow for flow in flows if flow.name == infor_customers.NAME)
+    event = customers.decode(BOD, ())
+    assert isinstance(event, infor_customers.InforCustomer)
+    assert customers.key(event) == "1:42"  # the factory's links reached the flow
+    with pytest.raises(ConfigError):
+        build_infor_flows(["infor_nothing"], _linked())
