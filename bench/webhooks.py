@@ -1,7 +1,7 @@
 """Webhook receiver throughput and latency beside a raw-Kafka baseline.
 
 ``python -m bench.webhooks [--bootstrap HOST:PORT] [--requests N] [--connections C] [--generators G]
-[--profile FILE]``
+[--rate R] [--profile FILE]``
 
 1. Uses the broker at ``--bootstrap``, or starts its own single-node KafkaCluster (sandbox launcher).
 2. Creates the four raw topics under a unique prefix and starts the receiver in ONE child process
@@ -9,7 +9,9 @@
    loopback port).
 3. Drives it with a closed-loop load generator: ``C`` keep-alive HTTP/1.1 connections over asyncio
    streams, each sending the next pre-signed webhook as soon as the previous answer arrived (a minimal
-   client so the generator, which shares the machine, costs less than the server). The generator runs
+   client so the generator, which shares the machine, costs less than the server). With
+   ``--rate R`` the load is open loop instead: request ``i`` is due at ``i / R`` s and its latency
+   counts from then, so "N webhooks/s at p99 <= X ms" is measured as stated. The generator runs
    in ``G`` processes of its own (default 1), so it never shares the receiver's or the bench's
    interpreter; ``--generators 0`` keeps it in the bench process.
 4. Baseline: the same bodies, keys and headers produced with a bare confluent-kafka ``Producer``
@@ -148,16 +150,39 @@ def _request_bytes(host: str, port: int, webhook: Webhook) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + webhook.body
 
 
+@dataclass(frozen=True)
+class Pace:
+    """Open loop: request ``i`` is due at ``first + i / rate`` (monotonic seconds)."""
+
+    first: float
+    rate: float
+
+
 async def _http_connection(
-    host: str, port: int, requests: list[bytes], cursor: list[int], latencies: list[float], errors: list[int]
+    host: str,
+    port: int,
+    requests: list[bytes],
+    cursor: list[int],
+    latencies: list[float],
+    errors: list[int],
+    pace: Pace | None,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         while cursor[0] < len(requests):
-            request = requests[cursor[0]]
+            index = cursor[0]
+            request = requests[index]
             cursor[0] += 1
-            started = time.perf_counter()
+            if pace is None:
+                started = time.monotonic()
+            else:
+                # Latency counts from when the request was due, not from when a free connection got to
+                # send it: a slow server is not let off by the generator waiting for it.
+                started = pace.first + index / pace.rate
+                delay = started - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -166,7 +191,7 @@ async def _http_connection(
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
+            latencies.append(time.monotonic() - started)
             if status != 200:
                 errors[0] += 1
     finally:
@@ -184,38 +209,49 @@ class Share:
     finished: float
 
 
-async def _drive_share(host: str, port: int, requests: list[bytes], connections: int) -> Share:
+async def _drive_share(
+    host: str, port: int, requests: list[bytes], connections: int, rate: float | None
+) -> Share:
     latencies: list[float] = []
     errors = [0]
     cursor = [0]
     started = time.monotonic()
+    pace = Pace(started + 0.05, rate) if rate else None
     await asyncio.gather(
-        *(_http_connection(host, port, requests, cursor, latencies, errors) for _ in range(connections))
+        *(_http_connection(host, port, requests, cursor, latencies, errors, pace) for _ in range(connections))
     )
     return Share(latencies, errors[0], started, time.monotonic())
 
 
 def _generator_process(
-    host: str, port: int, requests: list[bytes], connections: int, start_at: float
+    host: str, port: int, requests: list[bytes], connections: int, rate: float | None, start_at: float
 ) -> Share:
-    """One generator process: wait for the common start time, then drive its share (closed loop)."""
+    """One generator process: wait for the common start time, then drive its share."""
     time.sleep(max(0.0, start_at - time.monotonic()))
-    return asyncio.run(_drive_share(host, port, requests, connections))
+    return asyncio.run(_drive_share(host, port, requests, connections, rate))
 
 
 def drive_http(
-    host: str, port: int, webhooks: Sequence[Webhook], connections: int, generators: int, server_pid: int
+    host: str,
+    port: int,
+    webhooks: Sequence[Webhook],
+    connections: int,
+    generators: int,
+    server_pid: int,
+    rate: float | None = None,
 ) -> Result:
-    """Send every webhook over ``connections`` keep-alive connections (closed loop), spread over
-    ``generators`` processes of their own (0: in this process), and measure the server's CPU time.
+    """Send every webhook over ``connections`` keep-alive connections, spread over ``generators``
+    processes of their own (0: in this process), and measure the server's CPU time.
 
-    Requests/s is over the wall time from the first generator's start to the last one's end
+    Closed loop (each connection sends its next request when the answer came) unless ``rate`` is
+    given: then requests are due at that many per second in all, and latency counts from when each
+    was due. Requests/s is over the wall time from the first generator's start to the last one's end
     (``time.monotonic`` is one clock for every process on the machine).
     """
     requests = [_request_bytes(host, port, webhook) for webhook in webhooks]
     cpu_before = _cpu_seconds(server_pid)
     if generators == 0:
-        shares = [asyncio.run(_drive_share(host, port, requests, connections))]
+        shares = [asyncio.run(_drive_share(host, port, requests, connections, rate))]
     else:
         slices = [requests[index::generators] for index in range(generators)]
         per_process = [
@@ -226,7 +262,15 @@ def drive_http(
             # Spawned interpreters need a moment to import; start them all at one agreed time.
             start_at = time.monotonic() + 2.0 + 0.5 * generators
             futures = [
-                pool.submit(_generator_process, host, port, slices[i], per_process[i], start_at)
+                pool.submit(
+                    _generator_process,
+                    host,
+                    port,
+                    slices[i],
+                    per_process[i],
+                    rate / generators if rate else None,
+                    start_at,
+                )
                 for i in range(generators)
             ]
             shares = [future.result() for future in futures]
@@ -306,7 +350,14 @@ async def drive_kafka(
 # -- orchestration ---------------------------------------------------------------------------------
 
 
-def run(bootstrap: str, requests: int, connections: int, generators: int, profile: Path | None) -> None:
+def run(
+    bootstrap: str,
+    requests: int,
+    connections: int,
+    generators: int,
+    profile: Path | None,
+    rate: float | None = None,
+) -> None:
     """Create topics, start the receiver child, run both measurements and print the table."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -328,13 +379,14 @@ def run(bootstrap: str, requests: int, connections: int, generators: int, profil
             webhooks = build_webhooks(requests, secret)
             if profile is not None:
                 spy = _start_py_spy(server.pid, profile)
-            http = drive_http("127.0.0.1", port, webhooks, connections, generators, server.pid)
+            http = drive_http("127.0.0.1", port, webhooks, connections, generators, server.pid, rate)
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                 spy.wait(30)
     kafka = asyncio.run(drive_kafka(bootstrap, topics, build_webhooks(requests, secret), connections))
     where = f"{generators} generator process(es)" if generators else "the generator in the bench process"
+    where += f", open loop at {rate:g} req/s" if rate else ", closed loop"
     print(f"\nwebhook receiver, one process, {connections} connections, {requests} distinct webhooks")
     print(f"({where}; the same {os.cpu_count()}-core machine, loopback; CPU = the server process's)\n")
     print(HEADER)
@@ -370,11 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="load-generator processes sharing the connections (default 1; 0: in the bench process)",
     )
     parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: send this many requests/s in all (latency from when each was due); "
+        "default: closed loop, as fast as the answers come",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="write a py-spy profile (raw stacks) of the receiver's measured run here"
     )
     args = parser.parse_args(argv)
     if args.bootstrap:
-        run(args.bootstrap, args.requests, args.connections, args.generators, args.profile)
+        run(args.bootstrap, args.requests, args.connections, args.generators, args.profile, args.rate)
         return 0
     from sandbox.kafka.launcher import KafkaCluster
 
@@ -382,7 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bench-kafka-") as run_dir,
         KafkaCluster(1, Path(run_dir)) as cluster,
     ):
-        run(cluster.bootstrap_servers, args.requests, args.connections, args.generators, args.profile)
+        run(
+            cluster.bootstrap_servers,
+            args.requests,
+            args.connections,
+            args.generators,
+            args.profile,
+            args.rate,
+        )
     return 0
 
 
