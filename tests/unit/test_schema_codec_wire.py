@@ -198,3 +198,30 @@ def test_an_unreachable_registry_is_retryable_not_a_message_error() -> None:
         codec.encode(load_examples("Payment")[0].datum(), "canonical.payment.v1")
     with pytest.raises(RetryableError):
         codec.decode(struct.pack(">bI", 0, 1) + b"\x02", "canonical.payment.v1")
+
+
+def test_an_unknown_field_deep_inside_is_a_violation_with_its_path() -> None:
+    # fastavro's strict writer checks every nested record, not only the top level.
+    topic = "canonical.order.v1"
+    order = load_examples("Order")[0].datum()
+    order["lines"][1]["unit_price_excl_tax"]["rounding"] = "HALF_UP"
+
+    with pytest.raises(InvalidMessage) as caught:
+        AvroCodec(_registry("Order", topic), "Order").encode(order, topic)
+
+    assert (caught.value.reason, caught.value.field_path) == (
+        "schema_violation",
+        "lines[1].unit_price_excl_tax.rounding",
+    )
+
+
+def test_a_decimal_beyond_the_schemas_precision_is_a_violation() -> None:
+    topic = "canonical.payment.v1"
+    payment = load_examples("Payment")[0].datum()
+    payment["amount"]["amount"] = decimal.Decimal("123456789012345678901234.000000")
+
+    with pytest.raises(InvalidMessage) as caught:
+        AvroCodec(_registry("Payment", topic), "Payment").encode(payment, topic)
+
+    assert caught.value.field_path == "amount.amount"
+    assert "too many integer digits" in caught.value.message
