@@ -4,6 +4,9 @@ The worker is started as a subprocess (``python -m processors.main --flows
 tests.integration.test_processor_runtime_flows:INVENTORY``), so the flows live in an importable module.
 The inventory flow is deliberately simple: a JSON stock event becomes a canonical ``InventoryLevel``.
 ``CRASH_ON`` is the same flow with a planted bug, to prove that an unexpected error ends the worker.
+``SPREAD`` exercises the runner's :data:`~processors.runner.SKIP` and multi-emit: one event states an
+item's stock in several warehouses and becomes one record per warehouse, keyed ``{item}@{warehouse}``;
+an event with ``event_type: notification`` carries nothing and is skipped at decode.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
-from processors.runner import Flow, FlowContext
+from processors.runner import SKIP, Flow, FlowContext, Skipped
 from schemas.codec import AvroDatum
 
 EVENT_NAMESPACE = uuid.UUID("6d1c1f8e-0a4b-4a57-9f39-2f1d8a3c7b55")
@@ -117,4 +120,63 @@ CRASH_ON: Flow[StockEvent] = Flow(
     to_record=_buggy,
     key=_key,
     version=_version,
+)
+
+
+class StockSpread(BaseModel):
+    """One item's stock in several warehouses at one version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item: str
+    version: int
+    changed_at_ms: int
+    warehouses: dict[str, Decimal]
+    """Warehouse → on hand; empty means nothing to emit."""
+
+
+def decode_spread(raw: bytes, headers: Headers) -> StockSpread | Skipped:
+    """A notification (``event_type`` header) is SKIP whatever its bytes; else JSON → StockSpread."""
+    if ("event_type", b"notification") in headers:
+        return SKIP
+    try:
+        return StockSpread.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidMessage("schema_violation", exc.errors()[0]["msg"]) from exc
+
+
+def spread_records(event: StockSpread, context: FlowContext) -> list[AvroDatum]:
+    """One InventoryLevel per warehouse, in warehouse order (none when the event names none)."""
+    assert context.rules.model.currency.base_currency  # the rules main() loaded reach the flow
+    return [
+        to_record(
+            StockEvent(
+                item=event.item,
+                warehouse=warehouse,
+                on_hand=on_hand,
+                allocated=Decimal(0),
+                version=event.version,
+                changed_at_ms=event.changed_at_ms,
+            ),
+            context,
+        )
+        for warehouse, on_hand in sorted(event.warehouses.items())
+    ]
+
+
+def spread_key(datum: AvroDatum) -> str:
+    """``{sku}@{warehouse}``: each warehouse's record has its own key."""
+    return f"{datum['sku']}@{datum['warehouse']}"
+
+
+SPREAD: Flow[StockSpread] = Flow(
+    name="test_inventory_spread",
+    sources=("raw.infor.items",),
+    output="canonical.inventory.v1",
+    record="InventoryLevel",
+    decode=decode_spread,
+    to_record=spread_records,
+    key=lambda event: event.item,
+    version=lambda event: event.version,
+    record_key=spread_key,
 )
