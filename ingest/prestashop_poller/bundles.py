@@ -11,12 +11,16 @@ Reads are batched per page of orders (one list request per related resource with
 reference data (order states, currencies, the configuration values below) changes rarely: it is read
 once and re-read when older than ``reference_max_age_s``, and every bundle carries the part it needs.
 
-Status: the reader is proven against the sandbox (tests/unit/test_processors_prestashop_bundles.py),
-but not yet wired into the orders loop: doing so (the change is small: read the page's bundles after
-filtering known versions, write them with ``snapshot(..., kind="bundle")``) brought the 5,000-order
-SIGKILL backfill test down to ~39 orders/s against the sandbox and past its catch-up deadline. The
-related reads must get cheaper first (larger id chunks, fewer resources per page, or the sandbox's
-filter evaluation), then the loop and the notification reader switch to bundles.
+The orders loop and the notification reader write every order as a bundle. What keeps that fast
+(5,000 orders with their bundles in the SIGKILL backfill test, ~400 bundled orders/s against the
+sandbox on a loaded 2-core machine): the related reads are id lists per page (``filter[id]=[a|b|c]``,
+up to 100 ids a request), the shop reference data is cached, and the sandbox answers an id list
+or a list on an indexed column from its indexes instead of scanning the table.
+
+Customers and products (read when a webhook notification names one, an address or a combination)
+are bundles too, for the same reason: the customer with all its addresses and their countries and
+states (:meth:`BundleReader.customer_bundle`), the product with its combinations, the shop's languages
+and default currency (:meth:`BundleReader.product_bundle`). Formats: ``raw.py``.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.json_reads import JsonRecord
 from connectors.prestashop.models import (
     Address,
     Carrier,
+    Combination,
     Configuration,
     Country,
     Currency,
@@ -40,20 +45,35 @@ from connectors.prestashop.models import (
     OrderDetail,
     OrderPayment,
     OrderState,
+    Product,
     PsModel,
+    PsText,
     State,
 )
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query, Sort, equals
+from pipeline.errors import InvalidMessage
 
 M = TypeVar("M", bound=PsModel)
 
 REFERENCE_CONFIGURATION: tuple[str, ...] = (
     "PS_TIMEZONE",
     "PS_CURRENCY_DEFAULT",
+    "PS_WEIGHT_UNIT",
     *(key.value for key in StandardState),
 )
 """Configuration values every bundle carries: the shop clock, its default currency, the PS_OS_* keys."""
+
+
+class Language(PsModel):
+    """A shop language (``languages``): products name themselves per language id, the canonical
+    record per ISO 639-1 code. The connector has no model for it yet, so the reader declares one."""
+
+    RESOURCE: ClassVar[str] = "languages"
+    NODE: ClassVar[str] = "language"
+
+    iso_code: PsText = ""
+
 
 _MAX_IDS_PER_FILTER = 100
 """Ids per ``filter[...]=[a|b|...]`` request, so URLs stay far below server limits."""
@@ -67,6 +87,7 @@ class ShopReference:
     order_states: dict[int, JsonRecord]
     currencies: dict[int, JsonRecord]
     default_currency: int | None
+    languages: tuple[JsonRecord, ...] = ()
 
 
 class BundleReader:
@@ -102,11 +123,13 @@ class BundleReader:
                 ),
                 "",
             )
+            languages = await self._records(Language, Query())
             self._reference = ShopReference(
                 configuration=tuple(record.record for record in configuration),
                 order_states={record.model.id: record.record for record in states},
                 currencies={record.model.id: record.record for record in currencies},
                 default_currency=int(default) if default.isdigit() else None,
+                languages=tuple(record.record for record in languages),
             )
             self._read_at = now
         return self._reference
@@ -170,6 +193,72 @@ class BundleReader:
                 }
             )
         return result
+
+    async def customer_bundle(self, customer: Fetched[Customer]) -> dict[str, Any]:
+        """The customer bundle: the customer, ALL its addresses (deleted ones too), their countries and
+        states, and the reference configuration (for ``PS_TIMEZONE``)."""
+        reference = await self.reference()
+        addresses = await self._by(Address, "id_customer", [customer.model.id])
+        countries = await self._by(
+            Country, "id", sorted({a.model.id_country for a in addresses if a.model.id_country})
+        )
+        states = await self._by(
+            State, "id", sorted({a.model.id_state for a in addresses if a.model.id_state})
+        )
+        return {
+            "customer": customer.record,
+            "addresses": _records(addresses),
+            "countries": _records(countries),
+            "states": _records(states),
+            "configuration": list(reference.configuration),
+        }
+
+    async def product_bundle(self, product: Fetched[Product]) -> dict[str, Any]:
+        """The product bundle: the product, its combinations, the shop's languages, its default currency
+        and the reference configuration (``PS_TIMEZONE``, ``PS_CURRENCY_DEFAULT``, ``PS_WEIGHT_UNIT``)."""
+        reference = await self.reference()
+        combinations = await self._by(Combination, "id_product", [product.model.id])
+        default = reference.default_currency
+        return {
+            "product": product.record,
+            "combinations": _records(combinations),
+            "languages": list(reference.languages),
+            "currencies": [reference.currencies[default]] if default in reference.currencies else [],
+            "configuration": list(reference.configuration),
+        }
+
+    async def for_row(self, fetched: Fetched[Any]) -> tuple[PsModel, JsonRecord, str]:
+        """What the poller writes for one re-read row: ``(row model, record, kind)``.
+
+        An order, customer or product is its bundle (kind ``bundle``); an address or a combination is
+        the bundle of its customer or product, whose model is returned (its key and ``date_upd`` name
+        the record); anything else, or an address without a customer (a supplier's), is the row's
+        own snapshot (kind ``snapshot``).
+        """
+        model = fetched.model
+        if isinstance(model, Order):
+            return model, (await self.bundles([Fetched(fetched.record, model)]))[0], "bundle"
+        owner: Fetched[Any] = fetched
+        if isinstance(model, Address | Combination):
+            parent: type[PsModel] = Customer if isinstance(model, Address) else Product
+            parent_id = model.id_customer if isinstance(model, Address) else model.id_product
+            found = await self._parent(parent, parent_id) if parent_id else None
+            if found is None:
+                return model, fetched.record, "snapshot"
+            owner = found
+        if isinstance(owner.model, Customer):
+            return owner.model, await self.customer_bundle(owner), "bundle"
+        if isinstance(owner.model, Product):
+            return owner.model, await self.product_bundle(owner), "bundle"
+        return model, fetched.record, "snapshot"
+
+    async def _parent(self, model: type[PsModel], id_: int) -> Fetched[Any] | None:
+        try:
+            return await self._client.get_fetched(model, id_)
+        except InvalidMessage as exc:
+            if exc.reason != "prestashop_not_found":
+                raise
+            return None
 
     async def _by(self, model: type[M], field: str, values: Sequence[int | str]) -> list[Fetched[M]]:
         found: list[Fetched[M]] = []

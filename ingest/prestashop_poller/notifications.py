@@ -6,7 +6,11 @@ but its body may be stale or partial (ps_webhooks dumps a PHP object; the Standa
 carries only ``data`` about the event). The poller consumes the raw topics, and for each notification
 re-reads the resource through the webservice and writes the full record as a SNAPSHOT with
 ``source=prestashop-poll`` (same format as the orders loop and the scans, header
-``trigger=notification``, ``correlation_id`` carried over from the notification).
+``trigger=notification``, ``correlation_id`` carried over from the notification); an order is
+written as an ``order.bundle``, like the orders loop writes it, a customer as a ``customer.bundle``
+and a product as a ``product.bundle``. An address or a combination is written as the bundle of its
+customer or product, under that row's key: an address change does not move the customer's
+``date_upd``, and the processors map whole customers and products (see ``bundles``).
 
 How the processors tell them apart (the contract): only records whose ``source`` header is
 ``prestashop-poll`` are snapshots, whose value is the full resource JSON to map; everything with
@@ -36,6 +40,7 @@ from typing import Any
 
 from connectors.prestashop.client import PrestaShopClient
 from connectors.prestashop.models import MODEL_BY_RESOURCE, OrderCarrier, PsModel
+from ingest.prestashop_poller.bundles import BundleReader
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK, snapshot
 from ingest.prestashop_poller.window import format_shop_time
 from pipeline.errors import InvalidMessage
@@ -123,6 +128,7 @@ class NotificationReader:
     ) -> None:
         poller = settings.poller
         self._client = client
+        self._bundles = BundleReader(client)
         self._producer = producer
         self._run_id = poll_run_id
         self._loop = loop
@@ -170,22 +176,23 @@ class NotificationReader:
             fetched = future.result(READ_TIMEOUT_S)
             if fetched is None:
                 continue
-            model, raw_record = fetched
+            model, raw_record, kind = fetched
             date_upd = getattr(model, "date_upd", None)
             raw = snapshot(
                 shop_id=self._shop_id,
-                resource=target.resource,
+                resource=model.RESOURCE,
                 node=type(model).NODE,
-                id_=target.id,
+                id_=model.id,
                 record=raw_record,
                 date_upd=format_shop_time(date_upd) if date_upd is not None else None,
                 poll_run_id=self._run_id,
                 trigger="notification",
                 correlation_id=correlation.decode(errors="replace") if correlation else None,
+                kind=kind,
             )
             self._producer.produce_and_wait(f"{self._prefix}{raw.topic}", raw.key, raw.value, raw.headers)
 
-    async def _read(self, target: Target) -> tuple[PsModel, dict[str, Any]] | None:
+    async def _read(self, target: Target) -> tuple[PsModel, dict[str, Any], str] | None:
         model = OrderCarrier if target.resource == "order_carriers" else MODEL_BY_RESOURCE[target.resource]
         try:
             fetched = await self._client.get_fetched(model, target.id)
@@ -194,4 +201,4 @@ class NotificationReader:
                 raise
             log.info("notified row no longer exists", extra={"resource": target.resource, "id": target.id})
             return None
-        return fetched.model, fetched.record
+        return await self._bundles.for_row(fetched)

@@ -8,7 +8,8 @@ One pass (:meth:`OrdersPoller.poll_once`):
    ``date_upd=[T+1s, high]`` sorted ``[date_upd_ASC,id_ASC]``; repeat from that page's last row until a
    short page. A row that changes while the pass runs moves forward (to a later ``date_upd``), so it is
    read again later in this pass or in the next one: nothing shifts under the cursor;
-3. each version ``(id, date_upd)`` not already written is produced as an ``order.snapshot``;
+3. each version ``(id, date_upd)`` not already written is produced as an ``order.bundle`` (the order
+   with the related records the processors need, read per page, see ``bundles``);
 4. the watermark advances to the ``date_upd`` of the last record of the acknowledged prefix (records
    are registered with an :class:`~ingest.prestashop_poller.window.AckTracker` in read order), and is
    persisted with the acknowledged versions of the overlap (the dedupe memory) every
@@ -36,6 +37,7 @@ from typing import Any
 from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.models import Order
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
+from ingest.prestashop_poller.bundles import BundleReader
 from ingest.prestashop_poller.pages import first_page
 from ingest.prestashop_poller.raw import produce_raw, snapshot
 from ingest.prestashop_poller.window import (
@@ -108,6 +110,7 @@ class OrdersPoller:
         self._watermark: datetime = start
         self._confirmed = RecentVersions()
         self._restored = False
+        self._bundles = BundleReader(client)
 
     @property
     def watermark(self) -> datetime:
@@ -207,7 +210,7 @@ class _Pass:
                     sort=(Sort("id"),),
                 )
                 rows = await first_page(p._client, Order, q, p._page_size)
-                self.write(rows)
+                await self.write(rows)
                 if rows:
                     last_id = rows[-1].model.id
                 await self.after_page()
@@ -218,7 +221,7 @@ class _Pass:
                 return
             q = Query(filters=(between("date_upd", rest.low, rest.high),), sort=tuple(CHANGE_ORDER))
             rows = await first_page(p._client, Order, q, p._page_size)
-            self.write(rows)
+            await self.write(rows)
             await self.after_page()
             if len(rows) < p._page_size:
                 return
@@ -226,27 +229,36 @@ class _Pass:
             assert last.date_upd is not None  # inside a BETWEEN window, so a real date
             cursor, last_id = last.date_upd, last.id
 
-    def write(self, rows: list[Fetched[Order]]) -> None:
+    async def write(self, rows: list[Fetched[Order]]) -> None:
         p = self.p
+        new: list[Fetched[Order]] = []
         for fetched in rows:
             order = fetched.model
             if order.date_upd is None:
                 continue  # a zero date never matches a BETWEEN window; defensive only
-            date_upd = order.date_upd.replace(microsecond=0)
-            version: Version = (order.id, date_upd)
+            version: Version = (order.id, order.date_upd.replace(microsecond=0))
             if version in p._confirmed or version in self.inflight_set:
                 self.duplicates += 1
                 MESSAGES.labels(STAGE, p._topic, "duplicate").inc()
                 continue
+            new.append(fetched)
+        # The related rows are read after the orders page: they are at least as new as the order.
+        bundles = await p._bundles.bundles(new)
+        for fetched, bundle in zip(new, bundles, strict=True):
+            order = fetched.model
+            assert order.date_upd is not None  # filtered above
+            date_upd = order.date_upd.replace(microsecond=0)
+            version = (order.id, date_upd)
             raw = snapshot(
                 shop_id=p._shop_id,
                 resource="orders",
                 node="order",
                 id_=order.id,
-                record=fetched.record,
+                record=bundle,
                 date_upd=format_shop_time(date_upd),
                 poll_run_id=p._run_id,
                 trigger="poll",
+                kind="bundle",
             )
             ticket = self.tracker.register((date_upd, order.id))
             produce_raw(

@@ -6,9 +6,9 @@ shop state always gives the same bytes: keys sorted, no insignificant whitespace
 characters kept (``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``).
 The envelope (``{"orders": [...]}``) is not kept: one record per Kafka message.
 
-Orders are to be written as ORDER BUNDLES (``event_type`` ``order.bundle``, built by
-:mod:`~ingest.prestashop_poller.bundles`; the orders loop still writes ``order.snapshot`` until the
-bundle reads are fast enough for it, see that module): one JSON object (canonical bytes as above) holding the
+Orders are written as ORDER BUNDLES (``event_type`` ``order.bundle``, built by
+:mod:`~ingest.prestashop_poller.bundles`, by the orders loop and the notification reader): one
+JSON object (canonical bytes as above) holding the
 webservice records read for that order version, each exactly as returned::
 
     {"order": {...},                  the orders row with its order_rows association
@@ -22,6 +22,23 @@ webservice records read for that order version, each exactly as returned::
      "order_payments": [{...}],       its payments (matched by order reference)
      "order_states": [{...}],         the order's current state (flags, names)
      "configuration": [{...}]}        PS_TIMEZONE, PS_CURRENCY_DEFAULT and every PS_OS_* row
+
+Customers and products are bundles too (decision: a bundle, not separate address / combination
+snapshots, so each processor flow stays a pure function of one record and sees the whole entity):
+
+* ``customer.bundle`` on ``raw.prestashop.customers``, key ``{shop_id}:customers:{id}``::
+
+    {"customer": {...}, "addresses": [{...}]  (all of its addresses, deleted ones included),
+     "countries": [{...}], "states": [{...}], "configuration": [{...}]}
+
+* ``product.bundle`` on ``raw.prestashop.products``, key ``{shop_id}:products:{id}``::
+
+    {"product": {...}, "combinations": [{...}], "languages": [{...}],
+     "currencies": [{...}]  (the shop's default currency), "configuration": [{...}]}
+
+An address or a combination notification is answered with the bundle of its customer or product,
+under that key (an address change does not move the customer's ``date_upd``; both changes must stay
+in order on one key). The header ``date_upd`` is the customer's or product's own.
 
 A related row the shop no longer has is absent (``null`` / missing from its list): the processors
 decide whether the order can be mapped without it. Other resources are written one record each

@@ -52,7 +52,10 @@ class ListQuery:
     offset: int
     count: int | None
     languages: list[int]
-    equality: tuple[str, str] | None = None
+    equality: tuple[str, tuple[str, ...]] | None = None
+    """``(field, values)`` of one ``filter[field]=[v]`` or ``[v1|v2|...]`` on ``id`` or an indexed
+    column: :func:`select` then reads only those rows instead of scanning the table (the predicates
+    still decide, so the answer is the same)."""
 
 
 def php_int(text: str) -> int:
@@ -238,7 +241,7 @@ def parse_list_query(
     allowed = filterable_fields(resource, store, with_dates=with_dates)
     all_fields = {f.name: f for f in resource.fields_for(store.version)}
     predicates: list[Predicate] = []
-    equality: tuple[str, str] | None = None
+    equality: tuple[str, tuple[str, ...]] | None = None
     for key, raw in params.items():
         if not (key.startswith("filter[") and key.endswith("]")):
             continue
@@ -261,12 +264,8 @@ def parse_list_query(
         predicate = build_predicate(fdef, raw, languages)
         if predicate is not None:
             predicates.append(predicate)
-        plain = re.match(r"^\[([^|\[\],%]*)\]$", raw)
-        canonical = plain is not None and (
-            fdef.kind not in NUMERIC_KINDS or re.fullmatch(r"0|[1-9]\d*", plain.group(1)) is not None
-        )
-        if equality is None and plain is not None and canonical and store.indexed(resource.name, name):
-            equality = (name, plain.group(1))
+        if equality is None:
+            equality = _lookup(name, fdef, raw, resource, store)
     sorts: list[tuple[Field, bool]] = []
     raw_sort = params.get("sort")
     if raw_sort:
@@ -303,6 +302,28 @@ def parse_list_query(
     return ListQuery(display, predicates, sorts, offset, count, languages, equality)
 
 
+def _lookup(
+    name: str, fdef: Field, raw: str, resource: Resource, store: Store
+) -> tuple[str, tuple[str, ...]] | None:
+    """The values of an exact-match filter an index can answer, or None (see ``ListQuery.equality``).
+
+    Only lists of plain values qualify (no ``%``, ``!``, ranges or brackets inside), and for numeric
+    columns only canonical integers, whose text form the index keys agree with.
+    """
+    if name != "id" and not store.indexed(resource.name, name):
+        return None
+    plain = re.match(r"^\[([^\[\],%!]*)\]$", raw)
+    if plain is None:
+        return None
+    values = tuple(plain.group(1).split("|"))
+    if len(values) > 1 and not all(values):
+        return None  # "[|5]" is not a list to PrestaShop (see build_predicate): leave it to the scan
+    numeric = fdef.kind in NUMERIC_KINDS or name == "id"
+    if numeric and not all(re.fullmatch(r"0|[1-9]\d*", value) for value in values):
+        return None
+    return name, values
+
+
 def _sort_key(fdef: Field, languages: list[int]) -> Callable[[Entity], tuple[int, float | str]]:
     key = _comparator(fdef)
 
@@ -318,7 +339,16 @@ def _sort_key(fdef: Field, languages: list[int]) -> Callable[[Entity], tuple[int
 def select(store: Store, resource: Resource, query: ListQuery) -> list[Entity]:
     """The rows a list GET returns: filtered, sorted, windowed. Linear in the candidate rows."""
     if query.equality is not None:
-        candidates: Iterable[Entity] = store.find(resource.name, query.equality[0], query.equality[1])
+        name, values = query.equality
+        found: dict[int, Entity] = {}
+        for value in dict.fromkeys(values):
+            if name == "id":
+                row = store.get(resource.name, int(value))
+                if row is not None:
+                    found[row.id] = row
+            else:
+                found.update((row.id, row) for row in store.find(resource.name, name, value))
+        candidates: Iterable[Entity] = [found[id_] for id_ in sorted(found)]  # id order, like a scan
     else:
         candidates = store.all(resource.name)
     rows = [e for e in candidates if all(p(e) for p in query.predicates)]
