@@ -14,6 +14,7 @@ from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors import infor_inventory
 from processors.infor_source import EVENT_NAMESPACE
+from processors.runner import Skipped
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture, sandbox_bods
@@ -29,7 +30,9 @@ MI_HEADERS: Headers = (
 def _run(raw: bytes, headers: Headers = ()) -> dict[str, Any]:
     flow = infor_inventory.FLOW
     event = flow.decode(raw, headers)
+    assert not isinstance(event, Skipped)
     datum = flow.to_record(event, context(headers))
+    assert datum is None or isinstance(datum, dict)
     assert datum is not None
     assert_valid("InventoryLevel", datum)
     assert flow.key(event) == datum["sku"]

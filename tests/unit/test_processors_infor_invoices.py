@@ -14,6 +14,7 @@ from pipeline.errors import InvalidMessage
 from processors import infor_invoices
 from processors.erp_links import ErpLinkIndex, OrderLink
 from processors.infor_source import EVENT_NAMESPACE
+from processors.runner import Skipped
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture, sandbox_bod
@@ -28,7 +29,9 @@ def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, Any] | None:
         keys.link_order(OrderLink("1:1042", "100", erp_order_number="1000012345"))
     flow = infor_invoices.build_flow(keys)
     event = flow.decode(raw, ())
+    assert not isinstance(event, Skipped)
     datum = flow.to_record(event, context())
+    assert datum is None or isinstance(datum, dict)
     if datum is not None:
         assert_valid("Invoice", datum)
         assert flow.key(event) == "1:1042"

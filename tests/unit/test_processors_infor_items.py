@@ -12,6 +12,7 @@ import pytest
 from pipeline.errors import InvalidMessage
 from processors import infor_items
 from processors.infor_source import EVENT_NAMESPACE
+from processors.runner import Skipped
 from rules.engine import load_rules
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture
 
@@ -24,7 +25,9 @@ PRICED = fixture("bod/SyncItemMaster.xml").replace(
 def _run(raw: bytes) -> dict[str, Any]:
     flow = infor_items.build_flow(RULES)
     event = flow.decode(raw, ())
+    assert not isinstance(event, Skipped)
     datum = flow.to_record(event, context())
+    assert datum is None or isinstance(datum, dict)
     assert datum is not None
     assert_valid("Product", datum)
     assert flow.key(event) == datum["sku"]

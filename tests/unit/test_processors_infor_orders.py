@@ -12,6 +12,7 @@ from pipeline.errors import InvalidMessage
 from processors import infor_orders
 from processors.erp_links import ErpLinkIndex, OrderLink
 from processors.infor_source import EVENT_NAMESPACE
+from processors.runner import Skipped
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import (
@@ -41,7 +42,9 @@ def _sandbox_keys() -> ErpLinkIndex:
 def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, object] | None:
     flow = infor_orders.build_flow(_keys() if keys is None else keys, RULES)
     event = flow.decode(raw, ())
+    assert not isinstance(event, Skipped)
     datum = flow.to_record(event, context())
+    assert datum is None or isinstance(datum, dict)
     if datum is not None:
         assert_valid("OrderStatusChange", datum)
         assert flow.key(event) == datum["order_key"]

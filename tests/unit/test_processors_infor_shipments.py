@@ -13,6 +13,7 @@ from pipeline.errors import InvalidMessage
 from processors import infor_shipments
 from processors.erp_links import ErpLinkIndex, OrderLink
 from processors.infor_source import EVENT_NAMESPACE
+from processors.runner import Skipped
 from rules.engine import load_rules
 from rules.preview import preview
 from tests.unit.test_processors_infor_support import assert_valid, context, fixture, sandbox_bod
@@ -29,7 +30,9 @@ def _run(raw: bytes, keys: ErpLinkIndex | None = None) -> dict[str, object] | No
         keys.link_order(OrderLink("1:1042", "100", reference="PS-000123", erp_order_number="1000012345"))
     flow = infor_shipments.build_flow(keys, _Skus())
     event = flow.decode(raw, ())
+    assert not isinstance(event, Skipped)
     datum = flow.to_record(event, context())
+    assert datum is None or isinstance(datum, dict)
     if datum is not None:
         assert_valid("Shipment", datum)
         assert flow.key(event) == "1:1042"
