@@ -14,7 +14,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 MESSAGES = Counter(
     "psinfor_messages_total",
     "Messages a stage finished with, by outcome: ok (effect durable), invalid (dead-lettered), "
-    "stale (older version dropped), duplicate (already seen event id).",
+    "stale (older version dropped), duplicate (already seen event id), skipped (nothing to emit, e.g. "
+    "a thin notification), review (routed to the review topic by an anomaly rule).",
     ["stage", "topic", "outcome"],
 )
 """Every consumed message ends in exactly one outcome; the sum equals what was committed."""
