@@ -167,7 +167,7 @@ def to_inventory(event: InforBalance, skus: ItemSkus, context: FlowContext) -> A
 
 def build_flow(skus: ItemSkus | None = None) -> Flow[InforBalance]:
     """The flow with this SKU table (None: the item number is the SKU)."""
-    table = skus or ItemNumberIsSku()
+    table = skus if skus is not None else ItemNumberIsSku()
 
     def decode(data: bytes, headers: Headers) -> InforBalance:
         return from_raw(read_raw(data, headers, nouns=("InventoryCount",)))

@@ -166,7 +166,7 @@ def to_product(event: InforItem, rules: Rules, skus: ItemSkus, context: FlowCont
 
 def build_flow(rules: Rules | None = None, skus: ItemSkus | None = None) -> Flow[InforItem]:
     """The flow with these rules (None: the packaged default, on first event) and SKU table."""
-    table = skus or ItemNumberIsSku()
+    table = skus if skus is not None else ItemNumberIsSku()
 
     def decode(data: bytes, headers: Headers) -> InforItem:
         return from_raw(read_raw(data, headers, nouns=("ItemMaster",)))

@@ -200,7 +200,7 @@ def to_shipment(event: InforShipment, skus: ItemSkus, context: FlowContext) -> A
 
 def build_flow(order_keys: OrderKeys, skus: ItemSkus | None = None) -> Flow[InforShipment]:
     """The flow with this order-key lookup and SKU table (None: the item number is the SKU)."""
-    table = skus or ItemNumberIsSku()
+    table = skus if skus is not None else ItemNumberIsSku()
 
     def decode(data: bytes, headers: Headers) -> InforShipment:
         raw = read_raw(data, headers, nouns=("Shipment",))

@@ -177,7 +177,7 @@ def to_order(
     money = _Money(rules, currency)
 
     lines = [
-        _line(detail, index, shop_id, money, rules, variants or VariantTable())
+        _line(detail, index, shop_id, money, rules, variants if variants is not None else VariantTable())
         for index, detail in enumerate(_details(bundle))
     ]
     details = _details(bundle)
