@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import gc
 import json
 import multiprocessing
 import os
@@ -227,6 +228,10 @@ def _generator_process(
     host: str, port: int, requests: list[bytes], connections: int, rate: float | None, start_at: float
 ) -> Share:
     """One generator process: wait for the common start time, then drive its share."""
+    # A collection pause in the generator would be counted as the receiver's latency (in the open
+    # loop, from when each request was due). This process lives for one run: no collector at all.
+    gc.collect()
+    gc.disable()
     time.sleep(max(0.0, start_at - time.monotonic()))
     return asyncio.run(_drive_share(host, port, requests, connections, rate))
 
