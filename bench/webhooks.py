@@ -137,7 +137,7 @@ def build_webhooks(count: int, secret: str) -> list[Webhook]:
             ("webhook-timestamp", str(timestamp)),
             ("webhook-signature", sign(secret, webhook_id, timestamp, body)),
         ]
-        webhooks.append(Webhook(f"{SHOP}:{resource}:{index + 1}".encode(), body, headers))
+        webhooks.append(Webhook(f"1:{resource}:{index + 1}".encode(), body, headers))  # shop id 1
     return webhooks
 
 

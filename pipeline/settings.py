@@ -266,7 +266,12 @@ class WebhookReceiverSettings(_Section):
         "rotating); any one that matches is accepted."
     )
     shop_keys: str = Field(
-        description="Comma-separated shop keys accepted in /webhooks/prestashop/{shop_key}; others get 401."
+        description=(
+            "Comma-separated shop keys accepted in /webhooks/prestashop/{shop_key}; others get 401. "
+            "Write key=SHOP_ID to name the shop's numeric id (multistore); a bare key means "
+            "PSINFOR_PRESTASHOP__SHOP_ID (default 1). Records are keyed {shop_id}:{resource}:{id}, "
+            "as the poller keys them."
+        )
     )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest webhook body accepted; larger ones get 413 unread."
@@ -318,8 +323,10 @@ class WebhookReceiverSettings(_Section):
         if not keys:
             raise ValueError("must list at least one shop key")
         for key in keys:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
-                raise ValueError(f"{key!r} is not a shop key (letters, digits, _ . -, at most 64)")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}(=[1-9][0-9]{0,9})?", key):
+                raise ValueError(
+                    f"{key!r} is not a shop key (letters, digits, _ . -, at most 64; optionally =SHOP_ID)"
+                )
         return ",".join(keys)
 
     def secret_list(self) -> list[SecretStr]:
@@ -328,7 +335,15 @@ class WebhookReceiverSettings(_Section):
 
     def shop_key_set(self) -> frozenset[str]:
         """The accepted shop keys."""
-        return frozenset(_split_list(self.shop_keys))
+        return frozenset(self.shop_ids(default_shop_id=1))
+
+    def shop_ids(self, *, default_shop_id: int) -> dict[str, int]:
+        """Each accepted shop key with its numeric shop id (``default_shop_id`` for a bare key)."""
+        ids: dict[str, int] = {}
+        for entry in _split_list(self.shop_keys):
+            key, _, shop_id = entry.partition("=")
+            ids[key] = int(shop_id) if shop_id else default_shop_id
+        return ids
 
 
 def _split_list(value: str) -> list[str]:

@@ -16,9 +16,10 @@ nothing and costs little):
 4. the body parses as JSON and names an event ``type`` and a ``resource`` ``{type, id}`` we route
    (else 400). A ps_webhooks-style body (``{"action", "entity", "data": {"id"}}``) is accepted too.
 
-The record value is the request body, byte for byte. Its key is ``<shop_key>:<resource>:<id>`` so every
-change of one entity stays in order on one partition; its headers carry the provenance listed in
-:data:`RECORD_HEADERS`.
+The record value is the request body, byte for byte. Its key is ``<shop_id>:<resource>:<id>`` (the
+numeric shop id the URL's shop key maps to, and the webservice resource name), exactly as the poller keys
+its snapshots, so every change of one entity, from either path, stays in order on one partition; its
+headers carry the provenance listed in :data:`RECORD_HEADERS`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ RECORD_HEADERS = (
     "content_type",
     "correlation_id",
     "shop_key",
+    "shop_id",
 )
 """Kafka headers of each raw record, in this order (``webhook_id`` only when the sender gave one)."""
 
@@ -162,7 +164,7 @@ class WebhookReceiver:
         self,
         *,
         secrets: Sequence[SecretStr],
-        shop_keys: frozenset[str],
+        shop_keys: Mapping[str, int],
         topics: Mapping[Entity, str],
         max_body_bytes: int,
         tolerance_s: float,
@@ -174,7 +176,7 @@ class WebhookReceiver:
         if not secrets:
             raise ValueError("at least one webhook secret is needed")
         self._secrets = list(secrets)
-        self._shop_keys = shop_keys
+        self._shop_keys = dict(shop_keys)  # URL shop key -> numeric shop id
         self._topics = dict(topics)
         self.max_body_bytes = max_body_bytes
         self._tolerance_s = tolerance_s
@@ -223,6 +225,7 @@ class WebhookReceiver:
         ``now`` is the receiver's unix time (for the timestamp tolerance and ``received_at``).
         """
         self.check_shop(shop_key)
+        shop_id = self._shop_keys[shop_key]
         self.check_declared(headers.get("content-type"), None)
         if len(body) > self.max_body_bytes:
             raise self._too_large(len(body))
@@ -251,10 +254,11 @@ class WebhookReceiver:
             ("content_type", headers.get("content-type", "").encode()),
             ("correlation_id", correlation_id.encode()),
             ("shop_key", shop_key.encode()),
+            ("shop_id", str(shop_id).encode()),
         ]
         return RawRecord(
             topic=self._topics[entity],
-            key=f"{shop_key}:{resource}:{resource_id}".encode(),
+            key=f"{shop_id}:{resource}:{resource_id}".encode(),
             value=body,
             headers=tuple(record_headers),
             webhook_id=webhook_id,

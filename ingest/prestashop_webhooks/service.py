@@ -58,7 +58,9 @@ def build_app(
     webhooks = settings.require_webhooks()
     receiver = WebhookReceiver(
         secrets=webhooks.secret_list(),
-        shop_keys=webhooks.shop_key_set(),
+        shop_keys=webhooks.shop_ids(
+            default_shop_id=settings.prestashop.shop_id if settings.prestashop is not None else 1
+        ),
         topics=topics if topics is not None else raw_topics(load_catalogue(), webhooks.topic_prefix),
         max_body_bytes=webhooks.max_body_bytes,
         tolerance_s=webhooks.timestamp_tolerance_s,

@@ -266,7 +266,7 @@ def _settings(bootstrap: str, **webhooks: Any) -> Settings:
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
         service=ServiceSettings(log_level="WARNING"),
         webhooks=WebhookReceiverSettings(
-            secrets=SecretStr(SECRET), shop_keys=f"{SHOP},shop2", max_body_bytes=MAX_BODY, **webhooks
+            secrets=SecretStr(SECRET), shop_keys=f"{SHOP}=1,shop2=2", max_body_bytes=MAX_BODY, **webhooks
         ),
     )
 
@@ -322,12 +322,13 @@ def test_ten_thousand_webhooks_land_exactly_once_with_their_headers(
         accepted = accepted_answer[webhook.webhook_id]
         assert record.topic() == topics[entity]
         assert (record.partition(), record.offset()) == (accepted["partition"], accepted["offset"])
-        assert record.key() == f"{SHOP}:{webhook.resource}:{webhook.resource_id}".encode()
+        assert record.key() == f"1:{webhook.resource}:{webhook.resource_id}".encode()  # {SHOP} is shop id 1
         assert record.value() == webhook.body
         assert headers["source"] == "prestashop-webhook"
         assert headers["event_type"] == event_type
         assert headers["content_type"] == "application/json"
         assert headers["shop_key"] == SHOP
+        assert headers["shop_id"] == "1"
         assert headers["correlation_id"] == accepted["correlation_id"]
         if "x-correlation-id" in webhook.headers:
             assert headers["correlation_id"] == webhook.headers["x-correlation-id"]
@@ -343,6 +344,7 @@ def test_ten_thousand_webhooks_land_exactly_once_with_their_headers(
             "content_type",
             "correlation_id",
             "shop_key",
+            "shop_id",
         ]
     assert seen == set(sent)
 

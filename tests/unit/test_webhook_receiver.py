@@ -30,7 +30,7 @@ TOPICS = {entity: f"t.{entity.value}" for entity in Entity}
 def _receiver(*, legacy: bool = False, max_body: int = 4096) -> WebhookReceiver:
     return WebhookReceiver(
         secrets=[SecretStr(OLD), SecretStr(NEW)],
-        shop_keys=frozenset({"shop1", "shop2"}),
+        shop_keys={"shop1": 1, "shop2": 2},
         topics=TOPICS,
         max_body_bytes=max_body,
         tolerance_s=300,
@@ -75,7 +75,7 @@ def test_accepted_event_is_routed_keyed_and_kept_byte_for_byte(resource: str, en
 
     assert record.topic == TOPICS[entity]
     assert record.entity is entity
-    assert record.key == f"shop2:{resource}:7".encode()
+    assert record.key == f"2:{resource}:7".encode()  # shop2 is shop id 2: keyed as the poller keys
     assert record.value is body
     assert record.webhook_id == "wh-1"
     assert record.event_type == "x.updated"
@@ -97,6 +97,7 @@ def test_record_headers_carry_the_provenance() -> None:
         "content_type": b"application/json; charset=utf-8",
         "correlation_id": b"corr-123",
         "shop_key": b"shop1",
+        "shop_id": b"1",
     }
 
 
@@ -123,7 +124,7 @@ def test_ps_webhooks_body_is_routed_by_its_entity() -> None:
     record = _receiver().decide("shop1", _signed(body), body, NOW)
     assert (record.topic, record.key, record.event_type) == (
         "t.stock",
-        b"shop1:stock_availables:31",
+        b"1:stock_availables:31",
         "stock_availables.update",
     )
 
@@ -246,7 +247,7 @@ def test_what_the_standard_json_parser_accepts_is_accepted(body: bytes) -> None:
     # escapes; the receiver must not be stricter than json.loads about the bodies it stores unchanged.
     record = _receiver().decide("shop1", _signed(body), body, NOW)
     assert record.value is body
-    assert record.key.startswith(b"shop1:orders:")
+    assert record.key.startswith(b"1:orders:")
 
 
 def test_generated_correlation_ids_are_distinct_version_4_uuids() -> None:
@@ -255,3 +256,14 @@ def test_generated_correlation_ids_are_distinct_version_4_uuids() -> None:
     for text in ids:
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_shop_keys_map_to_numeric_shop_ids_so_both_ingest_paths_key_alike() -> None:
+    from pydantic import SecretStr, ValidationError
+
+    from pipeline.settings import WebhookReceiverSettings
+
+    settings = WebhookReceiverSettings(secrets=SecretStr(NEW), shop_keys="eu-shop=3, us-shop")
+    assert settings.shop_ids(default_shop_id=7) == {"eu-shop": 3, "us-shop": 7}
+    with pytest.raises(ValidationError, match="not a shop key"):
+        WebhookReceiverSettings(secrets=SecretStr(NEW), shop_keys="eu-shop=0")

@@ -70,7 +70,7 @@ def client(request: pytest.FixtureRequest, producer: _Producer) -> Iterator[Test
     documented route runs the same handler: both must answer identically."""
     receiver = WebhookReceiver(
         secrets=[SecretStr(SECRET)],
-        shop_keys=frozenset({"shop1"}),
+        shop_keys={"shop1": 1},
         topics=TOPICS,
         max_body_bytes=MAX_BODY,
         tolerance_s=300,
@@ -129,7 +129,7 @@ def test_accepted_answer_names_the_records_position_and_the_record_is_the_body(
         "offset": 0,
     }
     [(topic, key, value, record_headers)] = producer.records
-    assert (topic, key, value) == ("t.customers", b"shop1:customers:9", body)
+    assert (topic, key, value) == ("t.customers", b"1:customers:9", body)
     assert dict(record_headers)["correlation_id"] == b"corr-7"
 
 
