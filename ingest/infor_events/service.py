@@ -24,12 +24,11 @@ from fastapi import FastAPI
 from ingest.infor_events.app import IMS_BASE, MULTIPART_PATHS, create_app
 from ingest.infor_events.routing import ImsRouter, InforEntity, raw_topics
 from pipeline.dedupe import DeliveryDeduper
-from pipeline.errors import ConfigError
 from pipeline.health import HealthState
 from pipeline.log import configure_logging
 from pipeline.producer import PipelineProducer
-from pipeline.push_ingest import AckingProducer
-from pipeline.settings import Settings, env_name, load_settings
+from pipeline.push_ingest import AckingProducer, GracefulServer, listen_socket
+from pipeline.settings import Settings, load_settings
 from schemas.catalogue import load_catalogue
 
 log = logging.getLogger(__name__)
@@ -70,27 +69,11 @@ def build_app(
     )
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"configuration error: cannot listen on {host}:{port} ({exc.strerror or exc}); check "
-            f"{env_name('service', 'http_host')} and {env_name('service', 'http_port')} (or --host/--port)"
-        ) from None
-    sock.listen(2048)
-    return sock
-
-
 def _uvicorn(app: FastAPI) -> uvicorn.Server:
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10
     )
-    return uvicorn.Server(config)
+    return GracefulServer(config)
 
 
 class ImsReceiverServer:
@@ -145,7 +128,7 @@ class ImsReceiverServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Bind, start serving on a daemon thread, return once uvicorn has started."""
-        self._socket = _listen(self._host, self._requested_port)
+        self._socket = listen_socket(self._host, self._requested_port)
         server = _uvicorn(self.app)
         self._server = server
         sockets = [self._socket]
@@ -193,7 +176,7 @@ def main(*, host: str | None = None, port: int | None = None) -> int:
     settings.require_ims_tokens()
     configure_logging(settings.service, stage=STAGE, secrets=settings.secret_values())
     bind_host = host if host is not None else settings.service.http_host
-    sock = _listen(bind_host, port if port is not None else settings.service.http_port)
+    sock = listen_socket(bind_host, port if port is not None else settings.service.http_port)
     producer = PipelineProducer(settings.kafka, client_id_suffix=STAGE, overrides=PRODUCER_OVERRIDES)
     try:
         health = HealthState.from_settings(settings.service, STAGE)

@@ -13,32 +13,29 @@ flushes and closes the producer.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import http.client
 import importlib.util
 import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
-import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Generator, Mapping
-from types import FrameType, TracebackType
+from collections.abc import Mapping
+from types import TracebackType
 
 import uvicorn
 
 from ingest.prestashop_webhooks.app import AckingProducer, ReceiverApp, create_app
 from ingest.prestashop_webhooks.dedupe import WebhookDeduper
 from ingest.prestashop_webhooks.receiver import Entity, WebhookReceiver, raw_topics
-from pipeline.errors import ConfigError
 from pipeline.health import HealthState
 from pipeline.log import configure_logging
 from pipeline.producer import PipelineProducer
-from pipeline.settings import Settings, env_name, load_settings
+from pipeline.push_ingest import GracefulServer, listen_socket
+from pipeline.settings import Settings, load_settings
 from schemas.catalogue import load_catalogue
 
 log = logging.getLogger(__name__)
@@ -99,67 +96,6 @@ def server_config(app: ReceiverApp) -> uvicorn.Config:
     )
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, except that SIGTERM/SIGINT end :meth:`run` normally.
-
-    uvicorn re-raises the captured signal once it has shut down, which kills the process before the
-    caller's ``finally`` flushes and closes the producer; here the signal only asks for the graceful
-    shutdown (a second SIGINT forces it, as in uvicorn) and the caller decides the exit code.
-    """
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start serving, then move everything built so far out of the garbage collector's sight.
-
-        Measured in the bench: the imports and the app (FastAPI, pydantic, confluent-kafka, ...) are
-        hundreds of thousands of objects that every full collection walked again; those collections
-        took up to ~0.6 s on a busy machine, stalling every request in flight (the p99). Frozen,
-        they are never collected (they live as long as the process anyway); what requests allocate
-        is collected as before.
-        """
-        await super().startup(sockets)
-        gc.collect()
-        gc.freeze()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Handle SIGINT/SIGTERM while serving (main thread only: Python allows no other)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            if self.should_exit and signum == signal.SIGINT:
-                self.force_exit = True
-            else:
-                self.should_exit = True
-
-        originals = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for signum, handler in originals.items():
-                signal.signal(signum, handler)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this. Without it, a response written in two pieces (headers, then
-    # body) meets the client's delayed ACK and every request takes ~40 ms (measured).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"configuration error: cannot listen on {host}:{port} ({exc.strerror or exc}); check "
-            f"{env_name('service', 'http_host')} and {env_name('service', 'http_port')} (or --host/--port)"
-        ) from None
-    sock.listen(2048)
-    return sock
-
-
 class ReceiverServer:
     """The receiver on a background thread, bound before :meth:`start` returns; see module docstring.
 
@@ -201,7 +137,7 @@ class ReceiverServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Bind, start serving on a daemon thread, return once uvicorn has started."""
-        self._socket = _listen(self._host, self._requested_port)
+        self._socket = listen_socket(self._host, self._requested_port)
         server = uvicorn.Server(server_config(self.app))
         self._server = server
         sockets = [self._socket]
@@ -243,7 +179,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """Run the receiver in the foreground until SIGINT/SIGTERM; returns the exit code (1 when records
     were left undelivered at shutdown). ``host``/``port`` override ``service.http_host``/``http_port``."""
     bind_host = host if host is not None else settings.service.http_host
-    sock = _listen(bind_host, port if port is not None else settings.service.http_port)
+    sock = listen_socket(bind_host, port if port is not None else settings.service.http_port)
     return _serve_socket(settings, sock, None)
 
 
@@ -259,7 +195,7 @@ def _serve_socket(settings: Settings, sock: socket.socket, topics: Mapping[Entit
             "webhook receiver starting",
             extra={"host": host, "port": port, "http": config.http, "loop": config.loop},
         )
-        _Server(config).run(sockets=[sock])
+        GracefulServer(config).run(sockets=[sock])
     finally:
         sock.close()
         undelivered = producer.close()
@@ -371,7 +307,7 @@ def _child_main(
 ) -> None:
     """The child of :class:`ReceiverProcess`: bind, tell the parent the port, serve until SIGTERM."""
     configure_logging(settings.service, stage=STAGE, secrets=_secrets_to_mask(settings))
-    sock = _listen(host, port)
+    sock = listen_socket(host, port)
     report.send(int(sock.getsockname()[1]))
     report.close()
     sys.exit(_serve_socket(settings, sock, topics))
