@@ -59,7 +59,8 @@ _MAGIC = 0
 
 # confluent-kafka's registry client speaks httpx2 when it is installed (else httpx); its compat module
 # names the one in use, so "registry unreachable" is caught whichever it is.
-_UNREACHABLE = (httpx.TransportError, registry_httpx.TransportError)
+REGISTRY_UNREACHABLE: tuple[type[Exception], ...] = (httpx.TransportError, registry_httpx.TransportError)
+"""The exceptions the registry client raises when the registry cannot be reached (→ RetryableError)."""
 
 # What fastavro's writer raises on a datum that does not fit the schema (a float where a Decimal belongs
 # fails inside the decimal writer with AttributeError / TypeError).
@@ -171,7 +172,7 @@ class AvroCodec:
                     f"({exc.error_message}); run `psinfor schemas register`"
                 ) from exc
             raise _registry_failure(exc) from exc
-        except _UNREACHABLE as exc:
+        except REGISTRY_UNREACHABLE as exc:
             raise RetryableError(f"schema registry unreachable: {exc}") from exc
         schema_id = registered.schema_id
         if schema_id is None:
@@ -190,7 +191,7 @@ class AvroCodec:
                     f"{self.record}: writer schema {schema_id} unknown to the registry ({exc.error_message})",
                 ) from exc
             raise _registry_failure(exc) from exc
-        except _UNREACHABLE as exc:
+        except REGISTRY_UNREACHABLE as exc:
             raise RetryableError(f"schema registry unreachable: {exc}") from exc
         if registered.schema_type not in (None, "AVRO") or registered.schema_str is None:
             raise InvalidMessage("undecodable", f"{self.record}: schema {schema_id} is not an Avro schema")

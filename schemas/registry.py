@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.settings import RegistrySettings
 from schemas.catalogue import Catalogue
+from schemas.codec import REGISTRY_UNREACHABLE
 from schemas.loader import schema_string
 
 Outcome = Literal["registered", "unchanged", "would_register", "incompatible"]
@@ -92,7 +92,7 @@ def _register_one(client: SchemaRegistryClient, item: SubjectSchema, dry_run: bo
     except SchemaRegistryError as exc:
         if exc.http_status_code != 404:
             raise _refused(item.subject, exc) from exc
-    except httpx.TransportError as exc:
+    except REGISTRY_UNREACHABLE as exc:
         raise RetryableError(f"schema registry unreachable: {exc}") from exc
     try:
         if dry_run:
@@ -103,7 +103,7 @@ def _register_one(client: SchemaRegistryClient, item: SubjectSchema, dry_run: bo
         if exc.http_status_code == 409:
             return Registration(item.subject, item.record, "incompatible", reason=exc.error_message)
         raise _refused(item.subject, exc) from exc
-    except httpx.TransportError as exc:
+    except REGISTRY_UNREACHABLE as exc:
         raise RetryableError(f"schema registry unreachable: {exc}") from exc
     return Registration(item.subject, item.record, "registered", found.schema_id, found.version)
 
