@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,7 +51,7 @@ from processors.prestashop_source import (
     skip_reason,
 )
 from processors.runner import Flow, FlowContext
-from rules.engine import Rules, load_rules
+from rules.engine import Rules
 from rules.preview import register_flow
 from rules.validation import check_email
 from schemas.codec import AvroDatum
@@ -185,18 +184,12 @@ def to_customer(
     }
 
 
-@cache
-def _default_rules() -> Rules:
-    # Loaded on first use, never at import time, until the runner hands flows their rules.
-    return load_rules()
-
-
 def to_record(event: CustomerInput, context: FlowContext) -> AvroDatum | None:
     """The runner's ``to_record``: None for skipped records and deleted customers."""
     if isinstance(event, Skipped):
         return None
     return to_customer(
-        event, _default_rules(), ingested_at=context.ingested_at, correlation_id=context.correlation_id
+        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
     )
 
 

@@ -42,7 +42,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,7 +78,7 @@ from processors.runner import Flow, FlowContext
 from rules.anomalies import LineObservation
 from rules.canonical_status import OrderStatus
 from rules.currency import Rate
-from rules.engine import Rules, load_rules
+from rules.engine import Rules
 from rules.preview import register_flow
 from rules.status import ShopStates
 from rules.validation import Totals, check_currency, check_email
@@ -485,19 +484,12 @@ def _required_text(value: str, field_path: str) -> str:
 # --- the flow ---------------------------------------------------------------------------------------
 
 
-@cache
-def _default_rules() -> Rules:
-    # The runner does not pass rules to flows yet; the packaged rules are loaded on first use (never at
-    # import time). See the module docstring of processors.flows_prestashop for the proposed change.
-    return load_rules()
-
-
 def to_record(event: OrderInput, context: FlowContext) -> AvroDatum | None:
     """The runner's ``to_record``: None for skipped records, else :func:`to_order` with the rules."""
     if isinstance(event, Skipped):
         return None
     return to_order(
-        event, _default_rules(), ingested_at=context.ingested_at, correlation_id=context.correlation_id
+        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +36,7 @@ from processors.prestashop_source import (
     skip_reason,
 )
 from processors.runner import Flow, FlowContext
-from rules.engine import Rules, load_rules
+from rules.engine import Rules
 from rules.preview import register_flow
 from rules.validation import check_currency
 from schemas.codec import AvroDatum
@@ -144,18 +143,12 @@ def to_payment(event: PaymentEvent, rules: Rules, *, ingested_at: datetime, corr
     }
 
 
-@cache
-def _default_rules() -> Rules:
-    # See processors.prestashop_orders: loaded on first use until the runner passes rules to flows.
-    return load_rules()
-
-
 def to_record(event: PaymentInput, context: FlowContext) -> AvroDatum | None:
     """The runner's ``to_record``: None for skipped records."""
     if isinstance(event, Skipped):
         return None
     return to_payment(
-        event, _default_rules(), ingested_at=context.ingested_at, correlation_id=context.correlation_id
+        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
     )
 
 
