@@ -199,7 +199,7 @@ def parse_bodid(bodid: str) -> BodId:
 # ----------------------------------------------------------------------------------------- parsing
 
 
-class _Forbidden(Exception):  # noqa: N818 - internal signal, turned into InvalidMessage below
+class _Forbidden(Exception):
     pass
 
 

@@ -34,5 +34,5 @@ class WsError(Exception):
         return err
 
 
-class NotFoundEmpty(Exception):  # noqa: N818 - mirrors PrestaShop's "404 and output disabled"
+class NotFoundEmpty(Exception):
     """GET of a missing id: PrestaShop answers 404 with an EMPTY body, not an error document."""
