@@ -547,6 +547,9 @@ def test_a_sync_sales_order_pushed_by_ims_parses_with_its_envelope(
     encoding: str,
 ) -> None:
     url, received = receiver
+    # The module's sandbox still advances the orders of earlier tests; paused, its warehouse adds no
+    # traffic, so "pusher idle" means this order's BOD went out (the trickle otherwise never idles).
+    admin.put("/warehouse", json={"paused": True}).raise_for_status()
     admin.put(
         "/ims/pusher", json={"url": url, "encoding": encoding, "nouns": ["SalesOrder"]}
     ).raise_for_status()
