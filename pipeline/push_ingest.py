@@ -8,7 +8,8 @@
 - :func:`read_capped`: the request body, refused as soon as it grows past the limit, never read further;
 - :func:`listen_socket` and :class:`GracefulServer`: the listening socket (TCP_NODELAY, a clear
   ConfigError when the address is taken) and a uvicorn server whose SIGTERM lets the caller flush and
-  close its producer before the process exits.
+  close its producer before the process exits;
+- :class:`BackgroundServer`: the same app on a daemon thread, for tests and in-process runs.
 
 The answer rules built on them (2xx only after the ack; 503 + ``Retry-After`` on ``RetryableError``;
 500 on ``ProduceError``) live in each receiver's app, whose bodies follow the sender's protocol.
@@ -22,6 +23,7 @@ import gc
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Protocol
@@ -137,3 +139,61 @@ class GracefulServer(uvicorn.Server):
         finally:
             for signum, handler in originals.items():
                 signal.signal(signum, handler)
+
+
+class BackgroundServer:
+    """Serves one ASGI app on a daemon thread (tests, benchmarks, in-process end-to-end runs).
+
+    ``start`` binds (``port`` 0 picks a free one) and returns once uvicorn has started; ``stop`` lets
+    in-flight requests finish and is idempotent. The owner keeps its producer and closes it after
+    ``stop``: serving and flushing are separate concerns.
+    """
+
+    def __init__(self, config: Callable[[], uvicorn.Config], *, host: str, port: int, name: str) -> None:
+        self._config = config
+        self._host = host
+        self._requested_port = port
+        self._name = name
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (only after :meth:`start`)."""
+        if self._socket is None:
+            raise RuntimeError(f"the {self._name} is not running")
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Bind, start serving on a daemon thread, return once uvicorn has started."""
+        self._socket = listen_socket(self._host, self._requested_port)
+        server = uvicorn.Server(self._config())
+        self._server = server
+        sockets = [self._socket]
+        self._thread = threading.Thread(
+            target=lambda: server.run(sockets=sockets), name=self._name, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the {self._name} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop serving (in-flight requests finish); idempotent."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=20)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None

@@ -21,7 +21,6 @@ import multiprocessing.connection
 import multiprocessing.process
 import socket
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -34,7 +33,7 @@ from ingest.prestashop_webhooks.receiver import Entity, WebhookReceiver, raw_top
 from pipeline.health import HealthState
 from pipeline.log import configure_logging
 from pipeline.producer import PipelineProducer
-from pipeline.push_ingest import GracefulServer, listen_socket
+from pipeline.push_ingest import BackgroundServer, GracefulServer, listen_socket
 from pipeline.settings import Settings, load_settings
 from schemas.catalogue import load_catalogue
 
@@ -118,50 +117,31 @@ class ReceiverServer:
         self.producer = producer or PipelineProducer(settings.kafka, client_id_suffix=STAGE)
         self.health = HealthState.from_settings(settings.service, STAGE)
         self.app = build_app(settings, self.producer, self.health, topics=topics)
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = BackgroundServer(
+            lambda: server_config(self.app),
+            host=self._host,
+            port=self._requested_port,
+            name="webhook-receiver",
+        )
 
     @property
     def port(self) -> int:
         """The bound port (only after :meth:`start`)."""
-        if self._socket is None:
-            raise RuntimeError("the receiver is not running")
-        return int(self._socket.getsockname()[1])
+        return self._serving.port
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:41234``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return self._serving.url
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Bind, start serving on a daemon thread, return once uvicorn has started."""
-        self._socket = listen_socket(self._host, self._requested_port)
-        server = uvicorn.Server(server_config(self.app))
-        self._server = server
-        sockets = [self._socket]
-        self._thread = threading.Thread(
-            target=lambda: server.run(sockets=sockets), name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the webhook receiver did not start")
-            time.sleep(0.02)
+        self._serving.start(timeout_s)
         log.info("webhook receiver listening", extra={"url": self.url})
 
     def stop(self) -> None:
         """Stop serving (in-flight requests finish), then close the producer if owned; idempotent."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=20)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        self._serving.stop()
         if self._own_producer:
             self.producer.close()
 
