@@ -273,6 +273,10 @@ class PipelineProducer:
         self._poller.join(timeout=5.0)
         if remaining:
             log.error("producer closed with undelivered records", extra={"undelivered": remaining})
+        else:
+            # Release librdkafka's threads and connections now rather than at garbage collection: a
+            # closed producer whose broker is gone otherwise keeps reconnecting for the process's life.
+            self._producer.close()
         return remaining
 
     def __enter__(self) -> Self:
