@@ -72,3 +72,28 @@ def test_lag_in_messages_and_seconds_and_stall(
         assert not third[0].stalled
     finally:
         monitor.close()
+
+
+@pytest.mark.timeout(60)
+def test_psinfor_lag_prints_the_table(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    new_group: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+
+    topic = new_topic(partitions=1)
+    group = new_group()
+    _produce(kafka_bootstrap, topic, 0, 10)
+    _commit(kafka_bootstrap, group, [TopicPartition(topic, 0, 4)])
+    monkeypatch.setenv("PSINFOR_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+
+    assert main(["lag", group]) == 0
+
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["GROUP", "TOPIC", "PART", "COMMITTED", "END", "LAG", "LAG_S"]
+    cells = row.split()
+    assert cells[:6] == [group, topic, "0", "4", "10", "6"]
+    assert float(cells[6]) > 0  # the records are stamped in the past
