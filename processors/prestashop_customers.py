@@ -38,11 +38,11 @@ from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors.prestashop_source import (
     SKIP_VERSION,
-    SOURCE_SNAPSHOT,
     ShopClock,
     Skipped,
     canonical_address,
     configuration_map,
+    decode_for_preview,
     latest,
     meta,
     parse_json,
@@ -210,14 +210,7 @@ def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
 
     The shop id is taken as 1; a deleted customer previews as ``{}`` (nothing would be emitted).
     """
-    headers: Headers = (
-        ("source", SOURCE_SNAPSHOT.encode()),
-        ("event_type", EVENT_TYPE.encode()),
-        ("shop_id", b"1"),
-    )
-    event = decode(raw, headers)
-    if isinstance(event, Skipped):  # not reachable with the headers above; keeps the types honest
-        raise InvalidMessage("undecodable", f"not a customer bundle: {event.why}")
+    event = decode_for_preview(decode, raw, EVENT_TYPE, "a customer bundle")
     return to_customer(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview") or {}
 
 

@@ -64,10 +64,10 @@ from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors.prestashop_source import (
     SKIP_VERSION,
-    SOURCE_SNAPSHOT,
     ShopClock,
     Skipped,
     configuration_map,
+    decode_for_preview,
     meta,
     parse_json,
     parse_model,
@@ -511,14 +511,7 @@ def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
     The file holds the bundle JSON as the poller writes it; the shop id is taken as 1 and the ids of
     the runtime context are fixed placeholders.
     """
-    headers: Headers = (
-        ("source", SOURCE_SNAPSHOT.encode()),
-        ("event_type", EVENT_TYPE.encode()),
-        ("shop_id", b"1"),
-    )
-    event = decode(raw, headers)
-    if isinstance(event, Skipped):  # not reachable with the headers above; keeps the types honest
-        raise InvalidMessage("undecodable", f"not an order bundle: {event.why}")
+    event = decode_for_preview(decode, raw, EVENT_TYPE, "an order bundle")
     return to_order(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")
 
 

@@ -25,10 +25,10 @@ from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors.prestashop_source import (
     SKIP_VERSION,
-    SOURCE_SNAPSHOT,
     ShopClock,
     Skipped,
     configuration_map,
+    decode_for_preview,
     meta,
     parse_json,
     parse_model,
@@ -166,14 +166,7 @@ FLOW: Flow[PaymentInput] = Flow(
 
 def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
     """``psinfor rules preview --flow prestashop_payments``: a payment bundle file's canonical Payment."""
-    headers: Headers = (
-        ("source", SOURCE_SNAPSHOT.encode()),
-        ("event_type", EVENT_TYPE.encode()),
-        ("shop_id", b"1"),
-    )
-    event = decode(raw, headers)
-    if isinstance(event, Skipped):  # not reachable with the headers above; keeps the types honest
-        raise InvalidMessage("undecodable", f"not a payment bundle: {event.why}")
+    event = decode_for_preview(decode, raw, EVENT_TYPE, "a payment bundle")
     return to_payment(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")
 
 

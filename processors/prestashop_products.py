@@ -50,10 +50,10 @@ from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors.prestashop_source import (
     SKIP_VERSION,
-    SOURCE_SNAPSHOT,
     ShopClock,
     Skipped,
     configuration_map,
+    decode_for_preview,
     meta,
     parse_json,
     parse_model,
@@ -341,14 +341,7 @@ FLOW: Flow[ProductInput] = Flow(
 
 def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
     """``psinfor rules preview --flow prestashop_products``: ``{"products": [...]}``, one per SKU."""
-    headers: Headers = (
-        ("source", SOURCE_SNAPSHOT.encode()),
-        ("event_type", EVENT_TYPE.encode()),
-        ("shop_id", b"1"),
-    )
-    event = decode(raw, headers)
-    if isinstance(event, Skipped):  # not reachable with the headers above; keeps the types honest
-        raise InvalidMessage("undecodable", f"not a product bundle: {event.why}")
+    event = decode_for_preview(decode, raw, EVENT_TYPE, "a product bundle")
     return {"products": to_products(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ never enters the version table.
 """
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+EventT = TypeVar("EventT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,21 @@ class Skipped:
     """A raw record this flow maps to nothing: a webhook notification or another flow's record."""
 
     why: str
+
+
+def decode_for_preview(
+    decode: Callable[[bytes, Headers], EventT | Skipped], raw: bytes, event_type: str, what: str
+) -> EventT:
+    """Decode a bundle file for ``psinfor rules preview`` as the poller's snapshot of shop 1."""
+    headers: Headers = (
+        ("source", SOURCE_SNAPSHOT.encode()),
+        ("event_type", event_type.encode()),
+        ("shop_id", b"1"),
+    )
+    event = decode(raw, headers)
+    if isinstance(event, Skipped):  # not reachable with the headers above; keeps the types honest
+        raise InvalidMessage("undecodable", f"not {what}: {event.why}")
+    return event
 
 
 def header(headers: Headers, name: str) -> str | None:
