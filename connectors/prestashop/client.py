@@ -223,6 +223,25 @@ class PrestaShopClient:
         """Orders changed in ``[since, until]`` (see :meth:`iterate_changed`)."""
         return self.iterate_changed(Order, since, until)
 
+    async def current_state_of(self, id_order: int) -> int:
+        """The order's ``current_state`` id, read alone (a full order read loads every order row).
+
+        Raises InvalidMessage(prestashop_not_found) when the shop has no such order.
+        """
+        operation = "get_order_state"
+        response = await self._transport.send(
+            "GET",
+            f"orders/{int(id_order)}",
+            operation=operation,
+            query=query.encode_params([("display", "[id,current_state]")]),
+        )
+        records = self._records(response, "orders", "order", operation)
+        if not records:
+            raise InvalidMessage(
+                "prestashop_not_found", f"orders {id_order} does not exist", details={"id": str(id_order)}
+            )
+        return json_reads.to_int(records[0].get("current_state")) or 0
+
     async def order_details_for(self, id_order: int) -> list[OrderDetail]:
         """The full line items of an order."""
         return await self.list_all(OrderDetail, Query(filters=(equals("id_order", id_order),)))
