@@ -494,8 +494,9 @@ class KafkaWriter:
         self._producer = Producer({**config, "logger": _librdkafka_logger()})
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver anything still queued (nothing is, after :meth:`write_chains`)."""
-        self._producer.flush(timeout_s)
+        """Deliver anything still queued (nothing is, after :meth:`write_chains`), then release librdkafka."""
+        if self._producer.flush(timeout_s) == 0:
+            self._producer.close()
 
     def write_chains(
         self, chains: Sequence[Sequence[OutgoingRecord]], progress: Progress | None = None
