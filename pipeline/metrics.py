@@ -129,3 +129,22 @@ WEBHOOK_PRODUCE_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 """The part of a webhook's response time spent waiting for Kafka; the rest is HTTP and verification."""
+
+SINK_IN_FLIGHT_KEYS = Gauge(
+    "psinfor_sink_in_flight_keys",
+    "Keys a sink is working on right now (applying, retrying or waiting for its target's breaker).",
+    ["stage"],
+)
+"""Pinned at ``sinks.max_in_flight_keys`` means the target is the bottleneck, not Kafka."""
+
+SINK_BUFFERED_RECORDS = Gauge(
+    "psinfor_sink_buffered_records",
+    "Records a sink has read but not yet committed (queued, in flight, or done behind an unfinished one).",
+    ["stage"],
+)
+
+SINK_PAUSED_PARTITIONS = Gauge(
+    "psinfor_sink_paused_partitions",
+    "Assigned partitions a sink has paused, by reason: breaker (target down) or backpressure (buffer full).",
+    ["stage", "reason"],
+)

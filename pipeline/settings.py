@@ -247,6 +247,37 @@ class ServiceSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class SinkSettings(_Section):
+    """The sink runner (`psinfor sink`): key-ordered parallelism, memory bound, circuit breaker, shutdown."""
+
+    max_in_flight_keys: int = Field(
+        16, ge=1, description="Most keys applied to the target at once (each key strictly in order)."
+    )
+    max_buffered_per_partition: int = Field(
+        1000,
+        ge=1,
+        description="A partition is paused while this many of its records are read but not yet committable.",
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive retryable failures of one target that open its circuit breaker."
+    )
+    breaker_probe_s: float = Field(
+        5.0, gt=0, description="While a breaker is open, one held record is tried every this many seconds."
+    )
+    shutdown_timeout_s: float = Field(
+        20.0, gt=0, description="On stop, how long running target calls may take before they are abandoned."
+    )
+    revoke_timeout_s: float = Field(
+        10.0, gt=0, description="On a rebalance, how long running calls of revoked partitions may finish."
+    )
+    session_timeout_s: float = Field(
+        45.0, ge=1, description="Seconds before the group gives a silent (killed) sink's partitions away."
+    )
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name from the catalogue (as `topics apply --prefix`)."
+    )
+
+
 class RulesSettings(_Section):
     """The transformation rules file every processor (and sink) loads once at start-up."""
 
@@ -596,6 +627,7 @@ class Settings(BaseSettings):
         InforEventsSettings(), description="Infor IMS receiver and MI poller."
     )
     rules: RulesSettings = Field(RulesSettings(), description="Transformation rules of processors and sinks.")
+    sinks: SinkSettings = Field(SinkSettings(), description="The sink runner (`psinfor sink`).")
 
     @classmethod
     def settings_customise_sources(
