@@ -73,10 +73,32 @@ def shop_settings(server: SandboxServer, **changes: Any) -> PrestaShopSettings:
     return PrestaShopSettings(**values)
 
 
+class Wire(httpx.AsyncBaseTransport):
+    """A real HTTP transport that remembers each request's method and path (for "wrote nothing")."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.calls: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send for real; record ``(method, path)``."""
+        self.calls.append((request.method, request.url.path))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the real transport."""
+        await self._inner.aclose()
+
+    def writes(self) -> list[tuple[str, str]]:
+        """The POST/PUT/PATCH requests sent so far."""
+        return [(method, path) for method, path in self.calls if method in ("POST", "PUT", "PATCH")]
+
+
 @asynccontextmanager
-async def sink_client(server: SandboxServer) -> AsyncIterator[PrestaShopClient]:
-    """The client a sink's ``build`` opens (rate-limited per webservice key) on this sandbox."""
-    async with open_shop_client(shop_settings(server)) as client:
+async def sink_client(server: SandboxServer, wire: Wire | None = None) -> AsyncIterator[PrestaShopClient]:
+    """The client a sink's ``build`` opens (rate-limited per webservice key) on this sandbox;
+    ``wire`` (below the limiter, as the network is) records what was sent."""
+    async with open_shop_client(shop_settings(server), transport=wire) as client:
         yield client
 
 
