@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 LINKS_TOPIC = "state.erp-links"
 """The catalogue name of the links topic (a deployment may map it to another actual name)."""
+
+_Found = TypeVar("_Found")
 
 ORDER_PREFIX = "order:"
 CUSTOMER_PREFIX = "customer:"
@@ -192,6 +194,18 @@ class ErpLinkIndex:
         record is about cannot be told, so it stays the ERP's own (see :mod:`processors.infor_customers`).
         """
         return self._unique(self._by_cuno, cono, erp_customer_number.strip())
+
+    def order_link(self, order_key: str) -> OrderLink | None:
+        """The link of shop order ``order_key`` (the forward direction the Infor sinks need), or None."""
+        with self._lock:
+            found = self._links.get(f"{ORDER_PREFIX}{order_key}")
+        return found if isinstance(found, OrderLink) else None
+
+    def customer_link(self, customer_key: str) -> CustomerLink | None:
+        """The link of shop customer ``customer_key``, or None."""
+        with self._lock:
+            found = self._links.get(f"{CUSTOMER_PREFIX}{customer_key}")
+        return found if isinstance(found, CustomerLink) else None
 
     def _unique(self, index: dict[tuple[str, str], set[str]], cono: str, number: str) -> str | None:
         if not number:
@@ -351,7 +365,15 @@ class ErpLinkStore:
         """See :meth:`ErpLinkIndex.by_erp_customer`; a miss is confirmed against the topic's end first."""
         return self._lookup(lambda: self.index.by_erp_customer(cono, erp_customer_number))
 
-    def _lookup(self, ask: Callable[[], str | None]) -> str | None:
+    def order_link(self, order_key: str) -> OrderLink | None:
+        """See :meth:`ErpLinkIndex.order_link`; a miss is confirmed against the topic's end first."""
+        return self._lookup(lambda: self.index.order_link(order_key))
+
+    def customer_link(self, customer_key: str) -> CustomerLink | None:
+        """See :meth:`ErpLinkIndex.customer_link`; a miss is confirmed against the topic's end first."""
+        return self._lookup(lambda: self.index.customer_link(customer_key))
+
+    def _lookup(self, ask: Callable[[], _Found | None]) -> _Found | None:
         if self._thread is None:
             raise RuntimeError("ErpLinkStore.start() must run first")
         found = ask()

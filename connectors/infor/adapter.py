@@ -57,6 +57,17 @@ class SalesOrderLine:
     unit_price: Decimal | None = None
     warehouse: str | None = None
     description: str = ""
+    discount_amount: Decimal | None = None
+    """The line's discount as an amount in the order currency (its share of order-level discounts
+    included); None or zero: no discount is sent."""
+
+
+@dataclass(frozen=True)
+class OrderCharge:
+    """A header charge beside the lines (gift wrapping, ...); ``charge_id`` is the ERP's charge code."""
+
+    charge_id: str
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class SalesOrderRequest:
     order_type: str | None = None
     warehouse: str | None = None
     your_reference: str = ""
+    charges: tuple[OrderCharge, ...] = ()
+    """Further header charges; shipping travels in ``shipping_amount``."""
 
 
 @dataclass(frozen=True)

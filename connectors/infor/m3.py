@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -243,6 +243,8 @@ class M3Adapter:
                         "ORQT": line.quantity,
                         "WHLO": line.warehouse or order.warehouse or d.warehouse,
                         "SAPR": line.unit_price,
+                        # DIA1: discount amount 1 of the line (infor.md §2.4 "DIA1..6 discounts").
+                        "DIA1": line.discount_amount or None,
                     },
                 )
             if order.shipping_amount and d.shipping_charge_id:
@@ -253,6 +255,17 @@ class M3Adapter:
                         "ORNO": temporary,
                         "CRID": d.shipping_charge_id,
                         "CRAM": order.shipping_amount,
+                        "CUCD": order.currency,
+                    },
+                )
+            for charge in order.charges:
+                await self._mi.execute(
+                    "OIS100MI",
+                    "AddBatchHeadChg",
+                    {
+                        "ORNO": temporary,
+                        "CRID": charge.charge_id,
+                        "CRAM": charge.amount,
                         "CUCD": order.currency,
                     },
                 )
@@ -419,6 +432,42 @@ class M3Adapter:
             return CustomerRef(customer.customer_id)
         await self._mi.execute("CRS610MI", "ChgBasicData", {"CUNO": customer.customer_id, **wanted})
         return CustomerRef(customer.customer_id, changed=True)
+
+    async def list_customers(
+        self, *, changed_after: int = 0, page_size: int = 500
+    ) -> AsyncIterator[tuple[Customer, int]]:
+        """Every customer changed after LMTS ``changed_after`` (0: all of them), by number, with its LMTS.
+
+        CRS610MI LstByNumber, the changed-since feed (infor.md §2.4), paged by CUNO: give the largest
+        LMTS seen as the next call's ``changed_after`` to get only what changed since.
+        """
+        async for record in self._mi.paginate(
+            "CRS610MI",
+            "LstByNumber",
+            {"CUNO": "", "LMTS": str(changed_after)},
+            restart_from={"CUNO": "CUNO"},
+            page_size=page_size,
+        ):
+            stamp = record.get("LMTS", "").strip()
+            yield _customer(record), int(stamp) if stamp.isdigit() else 0
+
+    async def change_customer(self, customer: Customer, current: Customer) -> bool:
+        """Send only the fields of ``customer`` that differ from ``current`` (CRS610MI ChgBasicData).
+
+        ``current`` is what :meth:`get_customer` returned; its number is the one changed. Returns False,
+        having sent nothing, when no field differs. An empty wanted value is not sent: M3 leaves blank
+        inputs unchanged, so this never clears a field.
+        """
+        have = _customer_fields(current)
+        changed = {
+            name: value
+            for name, value in _customer_fields(customer).items()
+            if value not in (None, "") and value != have.get(name)
+        }
+        if not changed:
+            return False
+        await self._mi.execute("CRS610MI", "ChgBasicData", {"CUNO": current.customer_id, **changed})
+        return True
 
     # ------------------------------------------------------------------------------- items, stock
 

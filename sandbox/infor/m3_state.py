@@ -236,11 +236,13 @@ class OrderLine:
     ivqt: Decimal = Decimal(0)
     cuor: str = ""
     lmts: int = 0
+    dia1: Decimal = Decimal(0)
+    """Discount amount 1 (AddBatchLine DIA1), taken off the line amount."""
 
     @property
     def net(self) -> Decimal:
-        """NLAM: line amount."""
-        return (self.orqt * self.sapr).quantize(CENT, rounding=ROUND_HALF_UP)
+        """NLAM: line amount (quantity x price, less the discount amount)."""
+        return (self.orqt * self.sapr - self.dia1).quantize(CENT, rounding=ROUND_HALF_UP)
 
     def record(self, orno: str) -> dict[str, str]:
         """OIS100MI LstLine fields (fixtures/m3/OIS100MI_LstLine_ok)."""
@@ -256,6 +258,7 @@ class OrderLine:
             "SAPR": money(self.sapr),
             "NEPR": money(self.sapr),
             "NLAM": money(self.net),
+            "DIA1": money(self.dia1),
             "CUCD": self.cucd,
             "ALQT": qty(self.alqt),
             "DLQT": qty(self.dlqt),

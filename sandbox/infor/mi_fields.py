@@ -34,7 +34,7 @@ FIELDS: dict[str, FieldSpec] = {
         ("NREF", _A, 10), ("ADRT", _N, 1), ("CTYP", _N, 1), ("SQRY", _A, 256),
         ("ITNO", _A, 15), ("ITDS", _A, 30), ("FUDS", _A, 60), ("ORQT", _N, 15), ("SAPR", _N, 17),
         ("NEPR", _N, 17), ("NLAM", _N, 17), ("DWDT", _D, 8), ("CODT", _D, 8), ("DIP1", _N, 5),
-        ("ALUN", _A, 3), ("SPUN", _A, 3), ("CUPO", _N, 7), ("PONR", _N, 5), ("POSX", _N, 3),
+        ("DIA1", _N, 17), ("ALUN", _A, 3), ("SPUN", _A, 3), ("CUPO", _N, 7), ("PONR", _N, 5), ("POSX", _N, 3),
         ("ATNR", _N, 17), ("ORSL", _A, 2), ("ORST", _A, 2), ("OBLC", _N, 1),
         ("ALQT", _N, 15), ("DLQT", _N, 15), ("IVQT", _N, 15), ("TRQT", _N, 15), ("PLQT", _N, 15),
         ("NTAM", _N, 17), ("ONET", _N, 17), ("BRAM", _N, 17), ("VTAM", _N, 17), ("TOAM", _N, 17),

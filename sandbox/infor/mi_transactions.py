@@ -13,6 +13,7 @@ Inputs and outputs follow infor.md §2.4. What the spec does not settle is chose
   against ORNO, CUOR and CUNO;
 - finding a customer by e-mail: CRS610MI has no search by e-mail in the spec, so a client pages
   ``LstByNumber`` and compares MAIL (or keeps its own link table); the sandbox does not invent one;
+- AddBatchLine ``DIA1`` (discount amount 1, S13) is taken off the line amount (NLAM);
 - no payment transaction: the spec names none; OIS350MI ``LstAllInvByCO`` shows RAFC (remaining
   amount), which the admin API can set to 0 to simulate a payment.
 """
@@ -134,6 +135,7 @@ def add_batch_line(ctx: MiContext, rec: dict[str, str]) -> Iterable[dict[str, st
         cucd=batch.head.cucd,
         dwdt=_get(rec, "DWDT", batch.head.rldt),
         cuor=_get(rec, "CUOR"),
+        dia1=_dec(rec.get("DIA1", "")),
     )
     batch.lines.append(line)
     return [{"PONR": str(line.ponr), "POSX": "0", "ATNR": "0"}]
@@ -378,8 +380,8 @@ def build_registry() -> Registry:
         "YREF", "MODL", "TEDL",
     )  # fmt: skip
     line_in = (
-        "ORNO*", "ITNO*", "ORQT", "WHLO", "DWDT", "SAPR", "DIP1", "ALUN", "SPUN", "CUOR", "CUPO", "ITDS",
-        "ADID",
+        "ORNO*", "ITNO*", "ORQT", "WHLO", "DWDT", "SAPR", "DIP1", "DIA1", "ALUN", "SPUN", "CUOR", "CUPO",
+        "ITDS", "ADID",
     )  # fmt: skip
     customer_in = (
         "CONO",
