@@ -15,7 +15,8 @@ hash included, with only the owned ones changed).
 
 The address (the record's first, its default): the shop keeps the addresses its buyer entered, and an
 order points at the address it was placed with, so the sink never edits those. If one of the
-customer's live addresses already reads the same (:func:`same_address`) nothing is written; otherwise
+customer's live addresses already says the same (:func:`same_address`: name and street compared
+whole, as M3 re-splits both; postcode and phone without spacing) nothing is written; otherwise
 the one address the pipeline keeps (alias :data:`ERP_ADDRESS_ALIAS`) is updated, or created. Lines
 are joined into ``address1``/``address2`` without losing text; what does not fit the shop's field
 lengths is ``InvalidMessage("address_does_not_fit")``.
@@ -25,6 +26,7 @@ Skipped: a record the shop itself produced (``echo``) and another shop's custome
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -157,6 +159,11 @@ def _address(value: Mapping[str, object]) -> AddressMaster:
     )
 
 
+_SEPARATORS = re.compile(r"[\s,;]+")
+_POSTCODE_NOISE = re.compile(r"[\s-]+")
+_PHONE_NOISE = re.compile(r"[^0-9+]+")
+
+
 def _folded(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -222,18 +229,44 @@ def address_fields(
     return dict(fields)
 
 
-def _address_value(address: Address, name: str) -> str:
-    value = getattr(address, name)
-    return str(value) if isinstance(value, int) else _folded(str(value))
+def _plain(value: XmlValue) -> str:
+    """A field value as comparable text: ids as digits, text case- and spacing-folded."""
+    if isinstance(value, int):
+        return str(value)
+    return _folded(str(value)) if value is not None else ""
+
+
+def _comparable(fields: Mapping[str, XmlValue]) -> dict[str, str]:
+    """What an address *says*, independent of how a system split or spelled it.
+
+    The name and the street are compared whole (M3 splits one name at its last word and re-wraps
+    street lines into 36-character fields), postcodes without spaces or dashes, phones by their digits.
+    Without this, the shop's own address coming back through the ERP would look new and be added again.
+    """
+
+    def text(name: str) -> str:
+        return _plain(fields.get(name, ""))
+
+    return {
+        "name": _folded(f"{text('firstname')} {text('lastname')}"),
+        "company": text("company"),
+        "street": _folded(_SEPARATORS.sub(" ", f"{text('address1')} {text('address2')}")),
+        "postcode": _POSTCODE_NOISE.sub("", text("postcode")).upper(),
+        "city": text("city"),
+        "id_country": text("id_country") or "0",
+        "id_state": text("id_state") or "0",
+        "phone": _PHONE_NOISE.sub("", text("phone")),
+        "vat_number": text("vat_number").replace(" ", "").upper(),
+    }
+
+
+def _fields_of(address: Address) -> dict[str, XmlValue]:
+    return {name: getattr(address, name) for name in ADDRESS_FIELDS}
 
 
 def same_address(existing: Address, wanted: Mapping[str, XmlValue]) -> bool:
-    """True when ``existing`` reads like ``wanted`` (case and spacing aside) in every ERP-set field (pure)."""
-    return all(
-        _address_value(existing, name)
-        == (str(value) if isinstance(value, int) else _folded(str(value if value is not None else "")))
-        for name, value in wanted.items()
-    )
+    """True when ``existing`` says what ``wanted`` says (see :func:`_comparable`; pure)."""
+    return _comparable(_fields_of(existing)) == _comparable(wanted)
 
 
 @dataclass(frozen=True)
@@ -254,7 +287,8 @@ def address_action(existing: Sequence[Address], wanted: Mapping[str, XmlValue]) 
         return AddressAction("none")
     ours = sorted((a for a in live if a.alias == ERP_ADDRESS_ALIAS), key=lambda a: a.id)
     if ours:
-        changes = {name: value for name, value in wanted.items() if not same_address(ours[0], {name: value})}
+        held = _fields_of(ours[0])
+        changes = {name: value for name, value in wanted.items() if _plain(held[name]) != _plain(value)}
         return AddressAction("update", ours[0], changes)
     return AddressAction("create")
 

@@ -20,6 +20,7 @@ from sinks.prestashop_customers import (
     address_action,
     address_fields,
     customer_changes,
+    same_address,
     to_customer_master,
 )
 from tests.unit.test_sinks_prestashop_support import (
@@ -130,6 +131,29 @@ def test_address_lines_are_joined_without_losing_text_or_refused() -> None:
         address_fields(too_long, id_country=8, id_state=0)
     assert (caught.value.reason, caught.value.field_path) == ("address_does_not_fit", "addresses[0].lines")
     assert caught.value.details["limit"] == "128"
+
+
+def test_an_address_that_came_back_through_the_erp_is_the_same_address() -> None:
+    wanted = address_fields(_HOME, id_country=8, id_state=0)
+    # The shop's spelling: another name split, street lines wrapped elsewhere, phone and postcode spaced.
+    shop = Address(
+        id=3,
+        alias="Home",
+        firstname="Hélène Martin",
+        lastname="",
+        company="BRASSERIE DU PORT SARL",
+        address1="Quai du Port 4, Bâtiment B",
+        address2="3e étage",
+        postcode="13 002",
+        city="Marseille",
+        id_country=8,
+        phone="+33 4 91 00 00 00",
+        vat_number="FR 40303265045",
+    )
+    assert same_address(shop, wanted)
+    assert not same_address(shop.model_copy(update={"city": "Aix"}), wanted)
+    assert not same_address(shop.model_copy(update={"address2": "4e étage"}), wanted)
+    assert not same_address(shop.model_copy(update={"id_country": 1}), wanted)
 
 
 def test_the_buyers_addresses_are_never_edited() -> None:
