@@ -27,10 +27,13 @@ newest is applied; the replaced ones complete together with it (outcome ``coales
 so a crash cannot lose the newest value.
 
 Back-pressure and liveness: a partition is paused while ``sinks.max_buffered_per_partition`` of its
-records are read but not committable, and resumed below half of that. The consumer is polled from one
-dedicated thread (every consumer call goes through it) while the applies run on the asyncio loop, so
-a slow target never starves ``poll``: the member keeps its place in the group (no
-``max.poll.interval.ms`` eviction) and rebalances are served.
+records are read but not committable (a held key's backlog, or completions behind an unfinished
+record), and resumed below half of that; a poll never asks for more records than the unpaused
+partitions have room for. The consumer is polled from one dedicated thread (every consumer call goes
+through it, rebalance callbacks included) while decoding and the applies run on the asyncio loop, so a
+slow target never starves ``poll``: the member keeps its place in the group (no
+``max.poll.interval.ms`` eviction) and rebalances are served. (A writer schema met for the first time
+is fetched from the registry on the loop, once per schema id.)
 
 Circuit breaker (:mod:`sinks.breaker`, one per target): while it is open every assigned partition is
 paused, held records wait, and one of them probes the target every ``sinks.breaker_probe_s``. Nothing
@@ -520,7 +523,7 @@ class SinkRunner:
             )
             STAGE_UP.labels(self.stage).set(1)
             while not self._stop_requested.is_set():
-                messages = await self._kafka(consumer.consume, self._max_poll_records, self._poll_timeout_s)
+                messages = await self._kafka(consumer.consume, self._batch_size(), self._poll_timeout_s)
                 for message in messages:
                     self._accept(message)
                 self._dispatch()
@@ -652,6 +655,17 @@ class SinkRunner:
         if not state.offsets.read(record.offset):
             return  # read already
         self._scheduler.add(record, time.monotonic())
+
+    def _batch_size(self) -> int:
+        """How many records the next poll may return: never more than the unpaused partitions' room, so
+        a partition overshoots ``max_buffered_per_partition`` by at most one poll's share."""
+        limit = self._options.max_buffered_per_partition
+        room = sum(
+            max(0, limit - state.offsets.outstanding)
+            for where, state in self._partitions.items()
+            if where not in self._paused
+        )
+        return max(1, min(self._max_poll_records, room))
 
     # -- dispatching ---------------------------------------------------------------------------------
 

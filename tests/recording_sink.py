@@ -80,6 +80,7 @@ class RecordingSink:
         name: str = "test-stock",
         coalesce_s: float | None = None,
         journal: Path | None = None,
+        active: set[str] | None = None,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
         self.name = name
@@ -91,7 +92,8 @@ class RecordingSink:
         self.attempts = 0
         self.failures = 0
         self.max_concurrency = 0
-        self._active: set[str] = set()
+        # Shared by the sinks of several group members to check that no key ever runs on two at once.
+        self._active: set[str] = active if active is not None else set()
         self._journal = journal
 
     def decode(self, datum: AvroDatum, context: SinkContext) -> StockLevel | Skip:

@@ -462,3 +462,74 @@ def test_a_bug_stops_the_runner_without_committing_the_failing_record(
     assert "bug while applying CRASH" in str(error)
     # A and B are committed; the watermark stops at the failing record (offset 2) whatever D did.
     assert committed(cluster.bootstrap, group, topics.source, 1) == {0: 2}
+
+
+def test_a_second_member_takes_partitions_over_without_breaking_key_order_or_losing_records(
+    cluster: Cluster, registry: SchemaRegistryClient, new_topic: NewTopicFactory, new_group: GroupFactory
+) -> None:
+    topics = make_topics(new_topic, cluster.registry_url, partitions=4)
+    skus = [f"SKU-{n:02d}" for n in range(16)]
+    events = [(sku, v) for v in range(1, 21) for sku in skus]
+    produced = produce(cluster.bootstrap, AvroCodec(registry, RECORD), topics.source, events)
+    active: set[str] = set()  # shared: a key applied by both members at once fails the sink's assertion
+    # Slow enough (~8 s alone) that the second member joins mid-stream (a join takes a few heartbeats).
+    first_sink = RecordingSink(Behaviour(delay_s=0.05), active=active)
+    second_sink = RecordingSink(Behaviour(delay_s=0.05), active=active)
+    group = new_group()
+    first = new_runner(cluster, registry, first_sink, topics, group, max_in_flight_keys=2)
+    second = new_runner(cluster, registry, second_sink, topics, group, max_in_flight_keys=2)
+    seen_by_second: set[tuple[str, int]] = set()
+
+    async def scenario() -> None:
+        await until(lambda: len(first_sink.calls) >= 40, 20, "the first member under way")
+        joined = asyncio.create_task(second.run())
+        try:
+            await until(lambda: bool(second.assigned), 20, "the second member's assignment")
+            assert len(first.assigned) + len(second.assigned) == 4
+            await until(
+                lambda: {(c.sku, c.version) for c in first_sink.calls + second_sink.calls} == set(events),
+                30,
+                "every record applied",
+            )
+            await until_committed(cluster, group, topics, end_offsets(produced))
+            seen_by_second.update(second.assigned)
+        finally:
+            second.stop()
+            await asyncio.wait_for(joined, timeout=30)
+
+    run_with(first, scenario)
+    calls = first_sink.calls + second_sink.calls
+    repeats = len(calls) - len(events)
+    shares = f"first member {len(first_sink.calls)} applies, second {len(second_sink.calls)}"
+    print(f"\nrebalance: {shares}; {repeats} repeats")
+    assert seen_by_second
+    assert second_sink.calls
+    for sink in (first_sink, second_sink):
+        assert all(versions == sorted(versions) for versions in sink.versions().values())
+    # Only records finished but not yet committed by the first member may be applied again.
+    assert 0 <= repeats <= len(events) // 4
+
+
+def test_a_full_buffer_pauses_its_partition_and_the_memory_stays_bounded(
+    cluster: Cluster, registry: SchemaRegistryClient, new_topic: NewTopicFactory, new_group: GroupFactory
+) -> None:
+    topics = make_topics(new_topic, cluster.registry_url, partitions=1)
+    events = [("HELD", 1)] + [(f"SKU-{n % 50:02d}", n // 50 + 1) for n in range(300)]
+    produced = produce(cluster.bootstrap, AvroCodec(registry, RECORD), topics.source, events)
+    gate = asyncio.Event()
+    sink = RecordingSink(Behaviour(gates={"HELD": gate}))
+    group = new_group()
+    runner = new_runner(cluster, registry, sink, topics, group, max_buffered_per_partition=40)
+    buffered = {"stage": sink.name}
+
+    async def scenario() -> None:
+        await until(lambda: runner.paused == {(topics.source, 0)}, 10, "the partition paused")
+        await asyncio.sleep(0.5)
+        # Offset 0 is held, so nothing completes below it: what was read stays buffered, and no more.
+        assert metric("psinfor_sink_buffered_records", buffered) <= 40
+        assert len(sink.calls) < 40
+        gate.set()
+        await until_committed(cluster, group, topics, end_offsets(produced))
+
+    run_with(runner, scenario)
+    assert len(sink.calls) == len(events)
