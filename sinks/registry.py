@@ -21,9 +21,13 @@ SINKS: Mapping[str, str] = MappingProxyType(
         "infor-orders": "sinks.infor_orders:build",
         "infor-customers": "sinks.infor_customers:build",
         "infor-payments": "sinks.infor_payments:build",
+        # canonical.invoice.v1's half of the payment reconciliation (a runner decodes one record type).
+        "infor-payment-invoices": "sinks.infor_payments:build_invoices",
         "prestashop-order-status": "sinks.prestashop_order_status:build",
         "prestashop-shipments": "sinks.prestashop_shipments:build",
         "prestashop-payments": "sinks.prestashop_payments:build",
+        # canonical.payment.v1's half of the PrestaShop payment status (the other half reads invoices).
+        "prestashop-payment-records": "sinks.prestashop_payments:build_payments",
         "prestashop-inventory": "sinks.prestashop_inventory:build",
         "prestashop-products": "sinks.prestashop_products:build",
         "prestashop-customers": "sinks.prestashop_customers:build",
