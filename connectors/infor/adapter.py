@@ -230,6 +230,44 @@ class Invoice:
 
 
 @dataclass(frozen=True)
+class InvoiceBalance:
+    """What is still to be paid on one invoice (M3: OIS350MI LstAllInvByCO RAFC)."""
+
+    invoice_id: str
+    year: str
+    customer_id: str
+    currency: str
+    gross: Decimal | None
+    open_amount: Decimal
+
+
+@dataclass(frozen=True)
+class PaymentAllocation:
+    """The part of a payment applied to one invoice."""
+
+    invoice_id: str
+    year: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class CustomerPayment:
+    """A customer's payment to apply to invoices.
+
+    ``batch_id`` names it in the ERP: the same payment always gets the same id, which is what makes
+    applying it again (a retry, a second process) a no-op. ``reference`` is the payment provider's
+    transaction id, kept on the ERP's payment line.
+    """
+
+    batch_id: int
+    customer_id: str
+    currency: str
+    paid_on: dt.date
+    reference: str
+    allocations: tuple[PaymentAllocation, ...]
+
+
+@dataclass(frozen=True)
 class ErpEvent:
     """One change the ERP announced (a BOD or a polled record), delivered at least once.
 

@@ -28,9 +28,11 @@ from decimal import Decimal, InvalidOperation
 from connectors.infor.adapter import (
     Address,
     Customer,
+    CustomerPayment,
     CustomerRef,
     ErpOrderRef,
     Invoice,
+    InvoiceBalance,
     Item,
     OrderAck,
     OrderLineState,
@@ -569,6 +571,82 @@ class M3Adapter:
             )
             for r in result.records
         ]
+
+    async def invoice_balances(self, ref: ErpOrderRef) -> list[InvoiceBalance]:
+        """The order's invoices with what is still open on each, oldest first.
+
+        OIS350MI LstInvHeadByCo names customer and currency, LstAllInvByCO the remaining amount (RAFC);
+        an invoice the second list does not show counts as fully open.
+        """
+        heads = await self.list_invoices(ref)
+        remaining = await self._mi.execute("OIS350MI", "LstAllInvByCO", {"ORNO": ref.erp_order_id})
+        open_by_invoice = {
+            (r.get("IVNO", ""), r.get("YEA4", "")): m3_decimal(r.get("RAFC")) for r in remaining.records
+        }
+        balances = [
+            InvoiceBalance(
+                invoice_id=head.invoice_id,
+                year=head.year,
+                customer_id=head.customer_id,
+                currency=head.currency,
+                gross=head.gross,
+                open_amount=_open(open_by_invoice.get((head.invoice_id, head.year)), head.gross),
+            )
+            for head in heads
+        ]
+        return sorted(balances, key=lambda b: (b.year, b.invoice_id.zfill(15)))
+
+    async def apply_customer_payment(self, payment: CustomerPayment, *, batch_type: str) -> bool:
+        """Apply ``payment`` to its invoices: ARS040MI AddBatchHead, AddBatchLine per allocation (TRNO 1..n,
+        the provider's reference as check number CKNO), ControlBatch.
+
+        Every step may be repeated: a batch or line that exists (NOK on PBID / TRNO) was added by an
+        earlier attempt, and a batch already posted (NOK on PBID) means the payment was applied.
+        Returns True when this call posted the batch, False when an earlier attempt had. Raises
+        MiBusinessError when M3 refuses the payment itself (unknown invoice, more than is open).
+        """
+        batch = payment.batch_id
+        try:
+            await self._mi.execute("ARS040MI", "AddBatchHead", {"PBID": batch, "BOPE": batch_type})
+        except MiBusinessError as exc:
+            if exc.error.error_field != "PBID":
+                raise
+        for number, allocation in enumerate(payment.allocations, start=1):
+            try:
+                await self._mi.execute(
+                    "ARS040MI",
+                    "AddBatchLine",
+                    {
+                        "PBID": batch,
+                        "TRNO": number,
+                        "CINO": allocation.invoice_id,
+                        "INYR": allocation.year,
+                        "CUNO": payment.customer_id,
+                        "PYAM": allocation.amount,
+                        "CUCD": payment.currency,
+                        "LPDT": payment.paid_on,
+                        "CKNO": payment.reference or None,
+                    },
+                )
+            except MiBusinessError as exc:
+                if exc.error.error_field == "TRNO":
+                    continue  # added by an earlier attempt
+                if exc.error.error_field == "PBID":
+                    return False  # posted by an earlier attempt
+                raise
+        try:
+            await self._mi.execute("ARS040MI", "ControlBatch", {"PBID": batch})
+        except MiBusinessError as exc:
+            if exc.error.error_field == "PBID":
+                return False
+            raise
+        return True
+
+
+def _open(remaining: Decimal | None, gross: Decimal | None) -> Decimal:
+    if remaining is not None:
+        return remaining
+    return gross if gross is not None else Decimal(0)
 
 
 def _customer_fields(customer: Customer) -> dict[str, MiValue]:

@@ -10,7 +10,8 @@ inspection endpoints return the sandbox's own view of the data as JSON.
 ``GET /_sandbox/gateway/stats``; ``GET /_sandbox/orders[?cuor=]``, ``GET /_sandbox/orders/{orno}``,
 ``GET /_sandbox/batch-orders``, ``GET /_sandbox/customers[?mail=]``, ``GET /_sandbox/customers/{cuno}``,
 ``PUT /_sandbox/items/{itno}``, ``GET /_sandbox/balances/{whlo}/{itno}``, ``GET /_sandbox/deliveries``,
-``GET /_sandbox/invoices``, ``POST /_sandbox/invoices/{ivno}/pay``; ``GET|PUT /_sandbox/warehouse``,
+``GET /_sandbox/invoices``, ``POST /_sandbox/invoices/{ivno}/pay``, ``GET /_sandbox/payment-batches``;
+``GET|PUT /_sandbox/warehouse``,
 ``POST /_sandbox/warehouse/step {"times"}``, ``POST /_sandbox/warehouse/drift {"changes"}``;
 ``GET|PUT /_sandbox/ims/pusher``, ``GET /_sandbox/ims/pusher/stats``, ``POST /_sandbox/ims/pusher/flush``,
 ``POST /_sandbox/ims/pusher/wait {"timeout_s"}``, ``GET|PUT /_sandbox/ims/inbound``.
@@ -268,6 +269,11 @@ def build_router(sandbox: InforSandbox) -> APIRouter:
         found.variation += 1
         state.notify(Change("invoice", str(ivno), found.cono, found.divi))
         return JSONResponse(found.record())
+
+    @router.get("/payment-batches")
+    async def payment_batches(request: Request) -> list[dict[str, Any]]:
+        cono = cono_of(request)
+        return [batch.record() for (c, _), batch in sorted(state.payment_batches.items()) if c == cono]
 
     @router.get("/warehouse")
     async def warehouse() -> dict[str, Any]:

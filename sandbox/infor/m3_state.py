@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 CENT = Decimal("0.01")
 
@@ -520,6 +521,57 @@ class Invoice:
         }
 
 
+@dataclass
+class PaymentLine:
+    """One ARS040MI batch payment line: an amount paid against one invoice."""
+
+    trno: int
+    cino: str
+    inyr: int
+    cuno: str
+    pyam: Decimal
+    cucd: str
+    lpdt: str
+    ckno: str
+
+    def record(self, pbid: int) -> dict[str, str]:
+        """The line as the admin API shows it."""
+        return {
+            "PBID": str(pbid),
+            "TRNO": str(self.trno),
+            "CINO": self.cino,
+            "INYR": str(self.inyr),
+            "CUNO": self.cuno,
+            "PYAM": money(self.pyam),
+            "CUCD": self.cucd,
+            "LPDT": self.lpdt,
+            "CKNO": self.ckno,
+        }
+
+
+@dataclass
+class PaymentBatch:
+    """An ARS040MI customer payment batch; ControlBatch posts its lines (invoice RAFC drops), status 90."""
+
+    cono: int
+    divi: str
+    pbid: int
+    bope: str
+    lines: dict[int, PaymentLine] = field(default_factory=dict)
+    status: str = "10"
+
+    def record(self) -> dict[str, Any]:
+        """The batch and its lines as the admin API shows them."""
+        return {
+            "CONO": str(self.cono),
+            "DIVI": self.divi,
+            "PBID": str(self.pbid),
+            "BOPE": self.bope,
+            "STAT": self.status,
+            "lines": [line.record(self.pbid) for _, line in sorted(self.lines.items())],
+        }
+
+
 class M3State:
     """All companies' data with the indexes the MI transactions and the simulation need."""
 
@@ -543,6 +595,7 @@ class M3State:
         self.active_orders: dict[tuple[int, str], CustomerOrder] = {}
         self.deliveries: dict[int, Delivery] = {}
         self.invoices: dict[int, Invoice] = {}
+        self.payment_batches: dict[tuple[int, int], PaymentBatch] = {}
         self._next_temp = 4711
         self._next_orno = 1000012345
         self._next_dlix = 5000001234

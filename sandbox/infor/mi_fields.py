@@ -53,6 +53,9 @@ FIELDS: dict[str, FieldSpec] = {
         ("IVNO", _N, 9), ("IVDT", _D, 8), ("IDAT", _D, 8), ("YEA4", _N, 4), ("AMT1", _N, 17),
         ("AMT2", _N, 17), ("IVAV", _N, 17), ("RAFC", _N, 17), ("DUDT", _D, 8), ("INPX", _A, 2),
         ("EXIN", _A, 14),
+        ("PBID", _N, 15), ("BOPE", _A, 3), ("BAAN", _A, 10), ("NADO", _N, 1), ("VONO", _N, 8),
+        ("ACDT", _D, 8), ("BPYS", _N, 2), ("TRNO", _N, 7), ("CINO", _A, 15), ("INYR", _N, 4),
+        ("PYAM", _N, 17), ("PYTP", _A, 3), ("LPDT", _D, 8), ("CKNO", _A, 25),
     )
 }  # fmt: skip
 

@@ -14,8 +14,13 @@ Inputs and outputs follow infor.md §2.4. What the spec does not settle is chose
 - finding a customer by e-mail: CRS610MI has no search by e-mail in the spec, so a client pages
   ``LstByNumber`` and compares MAIL (or keeps its own link table); the sandbox does not invent one;
 - AddBatchLine ``DIA1`` (discount amount 1, S13) is taken off the line amount (NLAM);
-- no payment transaction: the spec names none; OIS350MI ``LstAllInvByCO`` shows RAFC (remaining
-  amount), which the admin API can set to 0 to simulate a payment.
+- payments: the spec names no payment transaction; ARS040MI (Customer payment interface, S13) is
+  served: ``AddBatchHead`` opens batch PBID (the caller's number; an existing one is NOK on PBID),
+  ``AddBatchLine`` adds line TRNO paying PYAM on invoice CINO/INYR of customer CUNO (an existing TRNO
+  is NOK on TRNO; an unknown invoice, another customer or currency, or more than the invoice's RAFC
+  is NOK on that field), ``ControlBatch`` posts every line (each invoice's RAFC drops, status 90; a
+  batch already posted is NOK on PBID). OIS350MI ``LstAllInvByCO`` shows RAFC (remaining amount),
+  which the admin API can also set to 0 to simulate a payment.
 """
 
 from __future__ import annotations
@@ -27,10 +32,14 @@ from decimal import Decimal
 from sandbox.infor.m3_state import (
     Balance,
     BatchOrder,
+    Change,
     Customer,
     CustomerOrder,
+    Invoice,
     OrderHead,
     OrderLine,
+    PaymentBatch,
+    PaymentLine,
     ymd,
 )
 from sandbox.infor.mi import MiContext, Registry, Transaction, nok
@@ -367,6 +376,82 @@ def invoices_by_order(ctx: MiContext, rec: dict[str, str]) -> Iterator[dict[str,
         yield ctx.state.invoices[ivno].record()
 
 
+# -- ARS040MI ------------------------------------------------------------------------------------
+def _payment_batch(ctx: MiContext, rec: dict[str, str]) -> PaymentBatch:
+    pbid = int(_get(rec, "PBID", "0"))
+    batch = ctx.state.payment_batches.get((ctx.cono, pbid))
+    if batch is None:
+        raise nok("WPB0203", "PBID", f"Payment batch {pbid} does not exist")
+    return batch
+
+
+def ars_add_batch_head(ctx: MiContext, rec: dict[str, str]) -> Iterable[dict[str, str]]:
+    pbid = int(rec["PBID"].strip())
+    if (ctx.cono, pbid) in ctx.state.payment_batches:
+        raise nok("WPB0204", "PBID", f"Payment batch {pbid} already exists")
+    ctx.state.payment_batches[(ctx.cono, pbid)] = PaymentBatch(ctx.cono, ctx.divi, pbid, rec["BOPE"].strip())
+    return [{"PBID": str(pbid)}]
+
+
+def _paid_invoice(ctx: MiContext, rec: dict[str, str]) -> Invoice:
+    cino, inyr = rec["CINO"].strip(), int(rec["INYR"].strip())
+    invoice = ctx.state.invoices.get(int(cino)) if cino.isdigit() else None
+    if invoice is None or invoice.cono != ctx.cono or invoice.yea4 != inyr:
+        raise nok("WCI0203", "CINO", f"Invoice {cino}/{inyr} does not exist")
+    return invoice
+
+
+def ars_add_batch_line(ctx: MiContext, rec: dict[str, str]) -> Iterable[dict[str, str]]:
+    batch = _payment_batch(ctx, rec)
+    if batch.status == "90":
+        raise nok("WPB0305", "PBID", f"Payment batch {batch.pbid} is already updated")
+    trno = int(rec["TRNO"].strip())
+    if trno in batch.lines:
+        raise nok("WTR0204", "TRNO", f"Transaction {trno} already exists in payment batch {batch.pbid}")
+    invoice = _paid_invoice(ctx, rec)
+    cuno = rec["CUNO"].strip()
+    if cuno not in (invoice.cuno, invoice.pyno):
+        raise nok("WCU0205", "CUNO", f"Invoice {invoice.ivno} is not an invoice of customer {cuno}")
+    cucd = _get(rec, "CUCD", invoice.cucd)
+    if cucd != invoice.cucd:
+        raise nok("WCU0301", "CUCD", f"Invoice {invoice.ivno} is in {invoice.cucd}, not {cucd}")
+    pyam = _dec(rec["PYAM"])
+    if pyam <= 0:
+        raise nok("WPY0101", "PYAM", "Payment amount must be greater than zero")
+    pending = sum((line.pyam for line in batch.lines.values() if line.cino == str(invoice.ivno)), Decimal(0))
+    if pyam + pending > invoice.rafc:
+        raise nok("WPY0102", "PYAM", f"Payment {pyam} exceeds the remaining amount {invoice.rafc}")
+    batch.lines[trno] = PaymentLine(
+        trno, str(invoice.ivno), invoice.yea4, cuno, pyam, cucd, _get(rec, "LPDT", ymd(ctx.state.today())),
+        _get(rec, "CKNO"),
+    )  # fmt: skip
+    return []
+
+
+def ars_control_batch(ctx: MiContext, rec: dict[str, str]) -> Iterable[dict[str, str]]:
+    batch = _payment_batch(ctx, rec)
+    if batch.status == "90":
+        raise nok("WPB0305", "PBID", f"Payment batch {batch.pbid} is already updated")
+    if not batch.lines:
+        raise nok("WPB0306", "PBID", f"Payment batch {batch.pbid} has no lines")
+    invoices = [ctx.state.invoices[int(line.cino)] for line in batch.lines.values()]
+    for invoice in invoices:
+        paid = sum((line.pyam for line in batch.lines.values() if line.cino == str(invoice.ivno)), Decimal(0))
+        if paid > invoice.rafc:
+            raise nok(
+                "WPY0102", "PYAM", f"Payments {paid} exceed the remaining amount of invoice {invoice.ivno}"
+            )
+    for line in batch.lines.values():
+        invoice = ctx.state.invoices[int(line.cino)]
+        invoice.rafc -= line.pyam
+    for invoice in {invoice.ivno: invoice for invoice in invoices}.values():
+        invoice.lmts = ctx.state.lmts()
+        invoice.variation += 1
+        ctx.state.notify(Change("invoice", str(invoice.ivno), invoice.cono, invoice.divi))
+    batch.status = "90"
+    return []
+
+
 def build_registry() -> Registry:
     """Every transaction the sandbox serves."""
     registry = Registry()
@@ -426,6 +511,11 @@ def build_registry() -> Registry:
         ),
         t("OIS350MI", "LstInvHeadByCo", ("ORNO*",), invoices_by_order, True, ("IVNO",)),
         t("OIS350MI", "LstAllInvByCO", ("ORNO*",), invoices_by_order, True, ("IVNO",)),
+        t("ARS040MI", "AddBatchHead", ("PBID*", "BOPE*", "CONO", "DIVI", "BAAN", "NADO", "VONO", "ACDT",
+          "BPYS"), ars_add_batch_head),
+        t("ARS040MI", "AddBatchLine", ("PBID*", "TRNO*", "CINO*", "INYR*", "CUNO*", "PYAM*", "CONO", "DIVI",
+          "PYNO", "PYTP", "CUCD", "LPDT", "CKNO"), ars_add_batch_line),
+        t("ARS040MI", "ControlBatch", ("PBID*", "CONO", "DIVI"), ars_control_batch),
     ):  # fmt: skip
         registry.add(row)
     return registry

@@ -25,7 +25,7 @@ from connectors.infor.ionapi import IonApiCredentials, load_ionapi
 from connectors.infor.m3 import M3Adapter, M3OrderDefaults
 from pipeline.producer import HeaderList
 from pipeline.records import SourceRecord
-from processors.erp_links import ErpLinkIndex, parse_link
+from processors.erp_links import ErpLinkIndex
 from rules.engine import Rules, load_rules
 from sandbox.infor.app import SandboxOptions
 from sandbox.infor.server import InforSandboxServer
@@ -42,6 +42,7 @@ from sinks.infor_customers import (
 from sinks.infor_orders import InforOrdersSink
 
 T = TypeVar("T")
+IndexT = TypeVar("IndexT", bound=ErpLinkIndex)
 
 RULES: Rules = load_rules()
 LINKS_TOPIC = "state.erp-links"
@@ -138,10 +139,10 @@ class RecordingProducer:
         """The ``state.erp-links`` records written, as (key, JSON value)."""
         return [((r.key or b"").decode(), r.json()) for r in self.records if r.topic == LINKS_TOPIC]
 
-    def replay_into(self, index: ErpLinkIndex) -> ErpLinkIndex:
+    def replay_into(self, index: IndexT) -> IndexT:
         """Apply every link written to ``index`` (what a restarted process reads from the topic)."""
         for record in self.records:
-            if record.topic == LINKS_TOPIC and parse_link(record.key or b"", record.value) is not None:
+            if record.topic == LINKS_TOPIC:
                 index.apply(record.key, record.value)
         return index
 

@@ -1,0 +1,616 @@
+"""Payment reconciliation: the shop's payments (``canonical.payment.v1``) applied to M3's invoices.
+
+Which M3 transaction: **ARS040MI, "Customer payment interface"** (listed by the reference's source S13,
+the generated MI client): ``AddBatchHead`` opens a payment batch, ``AddBatchLine`` pays an amount on one
+invoice (invoice number CINO and year INYR, customer, currency, payment date, the provider's
+transaction id as check number CKNO), ``ControlBatch`` posts it, which lowers the invoice's remaining
+amount (RAFC, read back with OIS350MI LstAllInvByCO). It is the closest documented transaction to
+"apply this payment to that invoice"; infor.md names no payment transaction at all. Applying is
+idempotent because the batch number is the payment's own identity (:func:`payment_batch_id`): a
+repeated attempt finds its batch and lines and leaves them, and a posted batch is never posted twice.
+
+Two sinks, because a sink reads one record type and either fact may come first:
+
+- ``infor-payments`` (:class:`InforPaymentsSink`, ``canonical.payment.v1``): the order's M3 number
+  (``state.erp-links``), its invoices and their open amounts (M3); none open yet → the payment is
+  **parked** and waits;
+- ``infor-payment-invoices`` (:class:`InforInvoicePaymentsSink`, ``canonical.invoice.v1``): when an
+  invoice arrives, every payment parked for its order is applied.
+
+Waiting durably, simply: the payment's progress is a small JSON record on the compacted
+``state.erp-links`` topic, key ``payment:{order_key}:{payment_id}`` (:class:`PaymentProgress`), read back
+by :class:`LinksAndPayments`. ``waiting`` parks it; ``applying`` records the batch and its allocations
+*before* posting (so a retry after a crash posts exactly the same lines, not ones recomputed from
+balances the first attempt already lowered); ``applied`` after. The payment sink re-checks M3 once
+right after parking, and the invoice sink reads the topic to its end before looking: whichever runs
+second sees the other's fact, and if both apply, the shared batch number makes it happen once.
+
+After applying, the resulting payment status of the order (PAID when no invoice of the order has
+anything open, else PARTIALLY_PAID) goes to ``canonical.order-status.v1``, the topic CANONICAL.md gives
+payment status, as an ``OrderStatusChange`` with only the payment dimension stated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
+from typing import Protocol
+
+from connectors.infor.adapter import CustomerPayment, ErpOrderRef, InvoiceBalance, PaymentAllocation
+from connectors.infor.errors import MiBusinessError
+from connectors.infor.gateway import TARGET
+from pipeline.errors import InvalidMessage, PipelineError
+from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore, OrderLink
+from rules.address import clean
+from schemas.codec import AvroCodec, AvroDatum
+from schemas.registry import registry_client
+from sinks.base import Applied, SinkContext, SinkResources, Skip
+from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3
+
+log = logging.getLogger(__name__)
+
+NAME = "infor-payments"
+INVOICES_NAME = "infor-payment-invoices"
+PAYMENTS_TOPIC = "canonical.payment.v1"
+INVOICES_TOPIC = "canonical.invoice.v1"
+STATUS_TOPIC = "canonical.order-status.v1"
+STATUS_RECORD = "OrderStatusChange"
+PAYMENT_PREFIX = "payment:"
+
+PAYMENT_BATCH_TYPE = "1"
+"""ARS040MI BOPE (batch payment type) of the shop's payments: a tenant value, like the order type."""
+
+EVENT_NAMESPACE = uuid.UUID("6b1d3c52-7e0a-5f4b-9c2d-8a1e4f7b3d90")
+"""UUIDv5 namespace of the payment statuses this sink emits (fixed forever: ids must stay stable)."""
+
+_BATCH_SHOP_FACTOR = 10**10
+"""Payment batch numbers are shop id x 10^10 + the shop's payment id: unique, and within PBID's N15."""
+
+
+# --------------------------------------------------------------------------------- the progress
+
+
+@dataclass(frozen=True)
+class PaymentProgress:
+    """Where one shop payment stands; the value of ``payment:{order_key}:{payment_id}``."""
+
+    order_key: str
+    payment_id: str
+    batch_id: int
+    amount: Decimal
+    currency: str
+    paid_on: dt.date
+    reference: str
+    event_id: str
+    correlation_id: str
+    shop_id: str
+    status: str = "waiting"
+    """``waiting`` (no open invoice yet), ``applying`` (batch and allocations fixed), ``applied``."""
+    allocations: tuple[PaymentAllocation, ...] = ()
+    erp_order_number: str = ""
+
+    @property
+    def key(self) -> bytes:
+        """The record's key on ``state.erp-links``."""
+        return f"{PAYMENT_PREFIX}{self.order_key}:{self.payment_id}".encode()
+
+    def to_json(self) -> bytes:
+        """The record's value (UTF-8 JSON; amounts as strings, never floats)."""
+        value = asdict(self)
+        value["amount"] = str(self.amount)
+        value["paid_on"] = self.paid_on.isoformat()
+        value["allocations"] = [
+            {"invoice_id": a.invoice_id, "year": a.year, "amount": str(a.amount)} for a in self.allocations
+        ]
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes) -> PaymentProgress | None:
+        """The progress a record states; None for a value this version cannot read."""
+        try:
+            data = json.loads(value)
+            return cls(
+                order_key=str(data["order_key"]),
+                payment_id=str(data["payment_id"]),
+                batch_id=int(data["batch_id"]),
+                amount=Decimal(str(data["amount"])),
+                currency=str(data["currency"]),
+                paid_on=dt.date.fromisoformat(str(data["paid_on"])),
+                reference=str(data.get("reference") or ""),
+                event_id=str(data.get("event_id") or ""),
+                correlation_id=str(data.get("correlation_id") or ""),
+                shop_id=str(data.get("shop_id") or ""),
+                status=str(data.get("status") or "waiting"),
+                allocations=tuple(
+                    PaymentAllocation(str(a["invoice_id"]), str(a["year"]), Decimal(str(a["amount"])))
+                    for a in data.get("allocations") or []
+                ),
+                erp_order_number=str(data.get("erp_order_number") or ""),
+            )
+        except (ValueError, TypeError, KeyError, ArithmeticError):
+            return None
+
+
+class LinksAndPayments(ErpLinkIndex):
+    """The links index, plus the payments' progress records (``payment:`` keys) by order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._payments_lock = threading.Lock()
+        self._payments: dict[str, dict[str, PaymentProgress]] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``state.erp-links`` record (payment progress here, links to the base index)."""
+        if key is None or not key.startswith(PAYMENT_PREFIX.encode()):
+            super().apply(key, value)
+            return
+        progress = PaymentProgress.from_json(value) if value is not None else None
+        if progress is not None:
+            self.remember(progress)
+            return
+        order_key, _, payment_id = key.decode("utf-8", "replace")[len(PAYMENT_PREFIX) :].rpartition(":")
+        with self._payments_lock:
+            self._payments.get(order_key, {}).pop(payment_id, None)
+
+    def remember(self, progress: PaymentProgress) -> None:
+        """Keep ``progress`` (a record just written, or read from the topic)."""
+        with self._payments_lock:
+            self._payments.setdefault(progress.order_key, {})[progress.payment_id] = progress
+
+    def payment(self, order_key: str, payment_id: str) -> PaymentProgress | None:
+        """The progress of one payment, or None."""
+        with self._payments_lock:
+            return self._payments.get(order_key, {}).get(payment_id)
+
+    def unsettled(self, order_key: str) -> list[PaymentProgress]:
+        """The order's payments not yet applied, oldest payment id first."""
+        with self._payments_lock:
+            found = list(self._payments.get(order_key, {}).values())
+        return sorted((p for p in found if p.status != "applied"), key=lambda p: p.payment_id.zfill(20))
+
+
+class PaymentState(Protocol):
+    """What reconciliation reads and remembers (blocking: called off the event loop)."""
+
+    def order_link(self, order_key: str) -> OrderLink | None: ...
+
+    def payment(self, order_key: str, payment_id: str) -> PaymentProgress | None: ...
+
+    def unsettled(self, order_key: str) -> list[PaymentProgress]: ...
+
+    def remember(self, progress: PaymentProgress) -> None: ...
+
+
+class StoredPaymentState:
+    """:class:`PaymentState` over a started :class:`ErpLinkStore` whose index is :class:`LinksAndPayments`.
+
+    ``unsettled`` reads the topic to its end first: a payment the other sink parked a moment ago must
+    not be missed when its invoice arrives.
+    """
+
+    def __init__(self, store: ErpLinkStore, index: LinksAndPayments) -> None:
+        self._store = store
+        self._index = index
+
+    def order_link(self, order_key: str) -> OrderLink | None:
+        """The order's link (the topic read to its end first when unknown)."""
+        return self._store.order_link(order_key)
+
+    def payment(self, order_key: str, payment_id: str) -> PaymentProgress | None:
+        """The payment's progress as far as read."""
+        return self._index.payment(order_key, payment_id)
+
+    def unsettled(self, order_key: str) -> list[PaymentProgress]:
+        """The order's payments not applied yet, after reading the topic to its end."""
+        self._store.sync()
+        return self._index.unsettled(order_key)
+
+    def remember(self, progress: PaymentProgress) -> None:
+        """Keep a progress record just written."""
+        self._index.remember(progress)
+
+
+# --------------------------------------------------------------------------------- pure mapping
+
+
+def payment_batch_id(shop_id: str, payment_id: str) -> int:
+    """The ARS040MI batch number (PBID) of a shop payment: shop id x 10^10 + the shop's payment id.
+
+    Unique per payment and the same on every attempt. Raises InvalidMessage when either id is not a
+    number or the payment id has more than 10 digits.
+    """
+    if not shop_id.isdigit() or not payment_id.isdigit() or len(payment_id.lstrip("0")) > 10:
+        raise InvalidMessage(
+            "payment_id_not_numeric",
+            f"payment {shop_id}/{payment_id}: a batch number needs a numeric shop id and payment id",
+            field_path="meta.source_id",
+        )
+    return int(shop_id) * _BATCH_SHOP_FACTOR + int(payment_id)
+
+
+def to_payment_progress(datum: AvroDatum, context_correlation_id: str = "") -> PaymentProgress | Skip:
+    """A canonical ``Payment`` as a payment to apply (status ``waiting``); Skip what is not the shop's.
+
+    Refunds (negative amounts) are InvalidMessage ``refund_not_supported``: in M3 a refund is a credit
+    note, not a payment line, and must be handled there.
+    """
+    meta = datum["meta"]
+    if str(meta["source_system"]) != "PRESTASHOP" or str(datum.get("recorded_by")) == "INFOR":
+        return Skip("not_ours")
+    amount: Decimal = datum["amount"]["amount"]
+    if amount == 0:
+        return Skip("zero_amount")
+    if amount < 0:
+        raise InvalidMessage(
+            "refund_not_supported",
+            f"refund of {amount} for order {datum['order_key']}",
+            field_path="amount.amount",
+        )
+    order_key = str(datum["order_key"])
+    shop_id = str(meta.get("shop_id") or order_key.partition(":")[0])
+    payment_id = str((datum.get("external_ids") or {}).get("prestashop") or meta["source_id"])
+    paid_at: dt.datetime = datum["paid_at"]
+    return PaymentProgress(
+        order_key=order_key,
+        payment_id=payment_id,
+        batch_id=payment_batch_id(shop_id, payment_id),
+        amount=amount.normalize() if amount != amount.to_integral_value() else amount.quantize(Decimal(1)),
+        currency=str(datum["amount"]["currency"]),
+        paid_on=paid_at.astimezone(dt.UTC).date(),
+        reference=clean(datum.get("transaction_id")),
+        event_id=str(meta["event_id"]),
+        correlation_id=str(meta.get("correlation_id") or context_correlation_id),
+        shop_id=shop_id,
+    )
+
+
+def allocate(amount: Decimal, balances: Sequence[InvoiceBalance]) -> tuple[PaymentAllocation, ...]:
+    """``amount`` spread over the invoices' open amounts, oldest invoice first; what no invoice has open
+    stays unallocated (an overpayment is left for M3's people, never forced onto an invoice)."""
+    allocations: list[PaymentAllocation] = []
+    left = amount
+    for balance in balances:
+        if left <= 0:
+            break
+        share = min(left, balance.open_amount)
+        if share > 0:
+            allocations.append(PaymentAllocation(balance.invoice_id, balance.year, share))
+            left -= share
+    return tuple(allocations)
+
+
+def payment_status(balances: Sequence[InvoiceBalance]) -> str:
+    """PAID when no invoice of the order has anything open, PARTIALLY_PAID otherwise."""
+    return "PAID" if all(balance.open_amount <= 0 for balance in balances) else "PARTIALLY_PAID"
+
+
+def payment_status_change(
+    progress: PaymentProgress, status: str, balances: Sequence[InvoiceBalance], *, changed_at: dt.datetime
+) -> AvroDatum:
+    """The ``OrderStatusChange`` stating the order's payment status after ``progress`` was applied.
+
+    Only the payment dimension is stated (the others are UNKNOWN: "no statement"); the event id is a
+    function of order, payment and status, so emitting it again after a retry is the same event.
+    """
+    open_total = sum((b.open_amount for b in balances), Decimal(0))
+    invoices = ",".join(b.invoice_id for b in balances)
+    return {
+        "meta": {
+            "event_id": str(
+                uuid.uuid5(
+                    EVENT_NAMESPACE, f"PIPELINE|{NAME}|{progress.order_key}|{progress.payment_id}|{status}"
+                )
+            ),
+            "source_system": "PIPELINE",
+            "source_entity": NAME,
+            "source_id": f"{progress.order_key}:{progress.payment_id}",
+            "version": int(changed_at.timestamp() * 1000),
+            "occurred_at": changed_at,
+            "ingested_at": changed_at,
+            "correlation_id": progress.correlation_id or progress.event_id,
+            "causation_id": progress.event_id or None,
+            "shop_id": progress.shop_id or None,
+        },
+        "order_key": progress.order_key,
+        "payment_status": status,
+        "fulfillment_status": "UNKNOWN",
+        "lifecycle": "UNKNOWN",
+        "source_status": {
+            "system": "INFOR",
+            "code": f"RAFC={open_total}",
+            "name": f"open on invoice(s) {invoices} after payment batch {progress.batch_id}",
+        },
+        "erp_order_number": progress.erp_order_number or None,
+        "changed_at": changed_at,
+        "external_ids": {
+            "prestashop": progress.order_key.partition(":")[2],
+            "infor": progress.erp_order_number,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------- reconciling
+
+
+class Receivables(Protocol):
+    """The M3 operations reconciliation needs (:class:`~connectors.infor.m3.M3Adapter` has them)."""
+
+    async def invoice_balances(self, ref: ErpOrderRef) -> list[InvoiceBalance]: ...
+
+    async def apply_customer_payment(self, payment: CustomerPayment, *, batch_type: str) -> bool: ...
+
+
+Encode = Callable[[AvroDatum, str], bytes]
+"""Serialises a datum for a topic (the Avro codec's ``encode``)."""
+
+
+class PaymentReconciler:
+    """Parks, applies and reports one payment; shared by both sinks (see the module docstring)."""
+
+    def __init__(
+        self,
+        m3: Receivables,
+        state: PaymentState,
+        producer: AckedProducer,
+        encode: Encode,
+        *,
+        links_topic: str,
+        status_topic: str,
+        batch_type: str = PAYMENT_BATCH_TYPE,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._m3 = m3
+        self._state = state
+        self._producer = producer
+        self._encode = encode
+        self._links_topic = links_topic
+        self._status_topic = status_topic
+        self._batch_type = batch_type
+        self._clock = clock
+
+    async def settle(self, payment: PaymentProgress, *, park: bool) -> Applied:
+        """Apply ``payment`` if its order has an open invoice; else park it (when ``park``) and wait.
+
+        Outcomes: ``written`` (applied now), ``unchanged`` (applied before), ``waiting`` (parked).
+        """
+        known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
+        if known is not None and known.status == "applied":
+            return Applied("unchanged", {"payment_batch": str(known.batch_id)})
+        if known is not None and known.status == "applying":
+            return await self._apply(known)
+        planned = await self._plan(payment)
+        if planned is None and park:
+            if known is None:
+                await self._write(payment)
+            planned = await self._plan(payment)  # an invoice that came while parking is not missed
+        if planned is None:
+            return Applied("waiting", {"why": "no_open_invoice"})
+        await self._write(planned)
+        return await self._apply(planned)
+
+    async def _plan(self, payment: PaymentProgress) -> PaymentProgress | None:
+        link = await asyncio.to_thread(self._state.order_link, payment.order_key)
+        if link is None or not link.erp_order_number:
+            return None
+        balances = await self._m3.invoice_balances(ErpOrderRef(link.erp_order_number, link.reference))
+        for balance in balances:
+            if balance.currency and balance.currency != payment.currency:
+                raise InvalidMessage(
+                    "currency_mismatch",
+                    f"payment in {payment.currency}, invoice {balance.invoice_id} in {balance.currency}",
+                    field_path="amount.currency",
+                    details={"invoice": balance.invoice_id, "invoice_currency": balance.currency},
+                )
+        allocations = allocate(payment.amount, balances)
+        if not allocations:
+            return None
+        unallocated = payment.amount - sum((a.amount for a in allocations), Decimal(0))
+        if unallocated:
+            log.warning(
+                "payment exceeds what the order's invoices have open; the rest is not applied",
+                extra={"order_key": payment.order_key, "unallocated": str(unallocated)},
+            )
+        return replace(
+            payment, status="applying", allocations=allocations, erp_order_number=link.erp_order_number
+        )
+
+    async def _apply(self, planned: PaymentProgress) -> Applied:
+        ref = ErpOrderRef(planned.erp_order_number)
+        balances = await self._m3.invoice_balances(ref)
+        customer = next(
+            (b.customer_id for b in balances if b.invoice_id == planned.allocations[0].invoice_id), ""
+        )
+        payment = CustomerPayment(
+            batch_id=planned.batch_id,
+            customer_id=customer,
+            currency=planned.currency,
+            paid_on=planned.paid_on,
+            reference=planned.reference,
+            allocations=planned.allocations,
+        )
+        try:
+            posted = await self._m3.apply_customer_payment(payment, batch_type=self._batch_type)
+        except MiBusinessError as exc:
+            raise _refusal(exc) from exc
+        after = await self._m3.invoice_balances(ref)
+        status = payment_status(after)
+        datum = payment_status_change(planned, status, after, changed_at=self._clock())
+        await self._producer.produce_acked(
+            self._status_topic,
+            planned.order_key.encode(),
+            self._encode(datum, self._status_topic),
+            (
+                ("event_id", str(datum["meta"]["event_id"]).encode()),
+                ("correlation_id", str(datum["meta"]["correlation_id"]).encode()),
+                ("causation_id", planned.event_id.encode()),
+            ),
+        )
+        await self._write(replace(planned, status="applied"))
+        facts = {"payment_batch": str(planned.batch_id), "payment_status": status}
+        return Applied("written" if posted else "unchanged", facts)
+
+    async def _write(self, progress: PaymentProgress) -> None:
+        headers = (("correlation_id", progress.correlation_id.encode()),) if progress.correlation_id else ()
+        await self._producer.produce_acked(self._links_topic, progress.key, progress.to_json(), headers)
+        self._state.remember(progress)
+
+
+def _refusal(exc: MiBusinessError) -> PipelineError:
+    paths = {"PYAM": "amount.amount", "CUCD": "amount.currency", "LPDT": "paid_at", "CKNO": "transaction_id"}
+    return m3_rejection(exc, paths)
+
+
+# -------------------------------------------------------------------------------------- the sinks
+
+
+class InforPaymentsSink:
+    """``canonical.payment.v1`` → applied to the order's M3 invoices, or parked until one exists."""
+
+    name = NAME
+    target = TARGET
+    sources = (PAYMENTS_TOPIC,)
+    record = "Payment"
+    coalesce_s: float | None = None
+
+    def __init__(self, reconciler: PaymentReconciler) -> None:
+        self._reconciler = reconciler
+
+    def decode(self, datum: AvroDatum, context: SinkContext) -> PaymentProgress | Skip:
+        """The payment to apply; Skip what the shop did not record, and zero amounts."""
+        return to_payment_progress(datum, context.correlation_id)
+
+    async def apply(self, model: PaymentProgress, context: SinkContext) -> Applied:
+        """Apply the payment, or park it until its order has an open invoice."""
+        return await self._reconciler.settle(model, park=True)
+
+
+@dataclass(frozen=True)
+class InvoiceArrived:
+    """An invoice of a shop order: the moment to apply the payments parked for that order."""
+
+    order_key: str
+    invoice_number: str
+    erp_order_number: str = ""
+
+
+class InforInvoicePaymentsSink:
+    """``canonical.invoice.v1`` → the payments parked for the invoice's order are applied."""
+
+    name = INVOICES_NAME
+    target = TARGET
+    sources = (INVOICES_TOPIC,)
+    record = "Invoice"
+    coalesce_s: float | None = None
+
+    def __init__(self, reconciler: PaymentReconciler, state: PaymentState) -> None:
+        self._reconciler = reconciler
+        self._state = state
+
+    def decode(self, datum: AvroDatum, context: SinkContext) -> InvoiceArrived | Skip:
+        """The order whose payments may now be applied; Skip credit notes (nothing to pay)."""
+        if str(datum.get("status")) == "CREDITED" or datum["gross"]["amount"] <= 0:
+            return Skip("credit_note")
+        return InvoiceArrived(
+            order_key=str(datum["order_key"]),
+            invoice_number=str(datum["invoice_number"]),
+            erp_order_number=str(datum.get("erp_order_number") or ""),
+        )
+
+    async def apply(self, model: InvoiceArrived, context: SinkContext) -> Applied:
+        """Apply each parked payment of the order; ``no_payment_waiting`` when there is none."""
+        waiting = await asyncio.to_thread(self._state.unsettled, model.order_key)
+        if not waiting:
+            return Applied("no_payment_waiting")
+        outcomes = [await self._reconciler.settle(payment, park=False) for payment in waiting]
+        applied = [o for o in outcomes if o.outcome in ("written", "unchanged")]
+        if not applied:
+            return Applied("waiting", {"why": "no_open_invoice"})
+        return Applied("written", {"payments": str(len(applied)), **(applied[-1].facts or {})})
+
+
+# ------------------------------------------------------------------------------ wiring (build)
+
+
+@contextlib.asynccontextmanager
+async def _open_state(
+    resources: SinkResources, *, stage: str, sync_timeout_s: float
+) -> AsyncIterator[StoredPaymentState]:
+    index = LinksAndPayments()
+    store = ErpLinkStore(
+        resources.settings.kafka,
+        resources.topic(LINKS_TOPIC),
+        client_id_suffix=f"sink-{stage}-state",
+        sync_timeout_s=sync_timeout_s,
+    )
+    store.index = index
+    await asyncio.to_thread(store.start)
+    try:
+        yield StoredPaymentState(store, index)
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+@contextlib.asynccontextmanager
+async def _reconciler(
+    resources: SinkResources, options: InforSinkOptions, *, stage: str
+) -> AsyncIterator[tuple[PaymentReconciler, StoredPaymentState]]:
+    codec = AvroCodec(registry_client(resources.settings.require_registry()), STATUS_RECORD)
+    async with (
+        open_m3(resources.settings, options) as m3,
+        _open_state(resources, stage=stage, sync_timeout_s=options.links_sync_timeout_s) as state,
+    ):
+        reconciler = PaymentReconciler(
+            m3.adapter,
+            state,
+            resources.producer,
+            codec.encode,
+            links_topic=resources.topic(LINKS_TOPIC),
+            status_topic=resources.topic(STATUS_TOPIC),
+        )
+        yield reconciler, state
+
+
+def build_with(
+    resources: SinkResources, options: InforSinkOptions
+) -> contextlib.AbstractAsyncContextManager[InforPaymentsSink]:
+    """:func:`build` with explicit options."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[InforPaymentsSink]:
+        async with _reconciler(resources, options, stage=NAME) as (reconciler, _):
+            yield InforPaymentsSink(reconciler)
+
+    return opened()
+
+
+def build(resources: SinkResources) -> contextlib.AbstractAsyncContextManager[InforPaymentsSink]:
+    """The ``infor-payments`` sink (a :data:`~sinks.base.SinkFactory`)."""
+    return build_with(resources, InforSinkOptions())
+
+
+def build_invoices_with(
+    resources: SinkResources, options: InforSinkOptions
+) -> contextlib.AbstractAsyncContextManager[InforInvoicePaymentsSink]:
+    """:func:`build_invoices` with explicit options."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[InforInvoicePaymentsSink]:
+        async with _reconciler(resources, options, stage=INVOICES_NAME) as (reconciler, state):
+            yield InforInvoicePaymentsSink(reconciler, state)
+
+    return opened()
+
+
+def build_invoices(
+    resources: SinkResources,
+) -> contextlib.AbstractAsyncContextManager[InforInvoicePaymentsSink]:
+    """The ``infor-payment-invoices`` sink (``sinks.infor_payments:build_invoices``)."""
+    return build_invoices_with(resources, InforSinkOptions())

@@ -1,0 +1,410 @@
+"""Payment reconciliation: shop payments applied to M3 invoices (ARS040MI) through the Infor sandbox.
+
+An order is created through the orders sink, the sandbox's warehouse is stepped until M3 invoiced it,
+and the payment is applied before or after that invoice. Invoices' remaining amounts and the payment
+batches are read back through the sandbox's admin API; the emitted statuses are real Avro bodies of
+``OrderStatusChange`` (written and read with the schema, without a registry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastavro import schemaless_reader, schemaless_writer
+
+from connectors.infor.adapter import InvoiceBalance, PaymentAllocation
+from connectors.infor.ionapi import IonApiCredentials
+from pipeline.errors import InvalidMessage
+from processors.erp_links import OrderLink
+from sandbox.infor.server import InforSandboxServer
+from schemas.codec import AvroDatum
+from schemas.loader import parsed_schema
+from sinks.base import Applied, Skip
+from sinks.infor_orders import OrderWrite
+from sinks.infor_payments import (
+    InforInvoicePaymentsSink,
+    InforPaymentsSink,
+    InvoiceArrived,
+    LinksAndPayments,
+    PaymentProgress,
+    PaymentReconciler,
+    allocate,
+    payment_batch_id,
+    payment_status,
+    payment_status_change,
+    to_payment_progress,
+)
+from tests.unit.test_sinks_infor_support import (
+    LINKS_TOPIC,
+    InforProcess,
+    admin_client,
+    context,
+    credentials_of,
+    example,
+    infor_process,
+    money,
+    run,
+    running_sandbox,
+    sandbox_order,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+STATUS_TOPIC = "canonical.order-status.v1"
+NOW = dt.datetime(2024, 5, 5, 12, 0, tzinfo=dt.UTC)
+STATUS_SCHEMA = parsed_schema("OrderStatusChange")
+
+
+def encode(datum: AvroDatum, topic: str) -> bytes:
+    """The Avro body of ``datum`` (fails as the codec would when it does not fit the schema)."""
+    out = io.BytesIO()
+    schemaless_writer(out, STATUS_SCHEMA, datum, strict_allow_default=True)
+    return out.getvalue()
+
+
+def decode(body: bytes) -> Any:
+    return schemaless_reader(io.BytesIO(body), STATUS_SCHEMA, None)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[InforSandboxServer]:
+    with running_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def admin(server: InforSandboxServer) -> Iterator[httpx.Client]:
+    with admin_client(server) as client:
+        client.put("/warehouse", json={"paused": True}).raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def credentials(server: InforSandboxServer, tmp_path: Path) -> IonApiCredentials:
+    return credentials_of(server, tmp_path)
+
+
+def card_payment(amount: str = "65.88", **changes: Any) -> AvroDatum:
+    datum = example("Payment", "card-capture")
+    datum["amount"] = money(amount)
+    datum.update(changes)
+    return datum
+
+
+def invoice_datum(invoice_number: str = "700123") -> AvroDatum:
+    datum = example("Invoice", "open-eur")
+    datum["invoice_number"] = invoice_number
+    return datum
+
+
+# -- pure parts --------------------------------------------------------------------------------------
+
+
+def test_a_card_payment_maps_to_a_batch_numbered_by_shop_and_payment() -> None:
+    progress = to_payment_progress(example("Payment", "card-capture"))
+
+    assert isinstance(progress, PaymentProgress)
+    assert (progress.order_key, progress.payment_id, progress.batch_id) == ("1:1042", "877", 10000000877)
+    assert (progress.amount, progress.currency) == (Decimal("65.88"), "EUR")
+    assert progress.paid_on == dt.date(2024, 5, 2)
+    assert progress.reference == "pi_3PBx2kLkdIwHu7ix0sQ1"
+    assert (progress.shop_id, progress.status, progress.allocations) == ("1", "waiting", ())
+    assert progress.event_id == "5cf68fcb-0994-522f-8a12-a657afa4f9d8"
+
+
+def test_a_payment_without_external_ids_is_named_by_its_source_id() -> None:
+    progress = to_payment_progress(example("Payment", "partial-bank-wire-usd"))
+
+    assert isinstance(progress, PaymentProgress)
+    assert (progress.payment_id, progress.batch_id, progress.currency) == ("903", 20000000903, "USD")
+    assert progress.amount == Decimal(200)
+    assert progress.reference == ""
+
+
+def test_payments_not_recorded_by_the_shop_and_zero_amounts_are_skipped_refunds_are_invalid() -> None:
+    assert to_payment_progress(card_payment(recorded_by="INFOR")) == Skip("not_ours")
+    assert to_payment_progress(card_payment("0")) == Skip("zero_amount")
+    with pytest.raises(InvalidMessage) as caught:
+        to_payment_progress(card_payment("-10.00"))
+    assert (caught.value.reason, caught.value.field_path) == ("refund_not_supported", "amount.amount")
+
+
+def test_batch_numbers_need_numeric_ids() -> None:
+    assert payment_batch_id("12", "0000000042") == 120000000042
+    with pytest.raises(InvalidMessage):
+        payment_batch_id("1", "pay-42")
+    with pytest.raises(InvalidMessage):
+        payment_batch_id("1", "12345678901")
+
+
+def _balance(invoice: str, open_amount: str, gross: str = "100") -> InvoiceBalance:
+    return InvoiceBalance(invoice, "2024", "PS000318", "EUR", Decimal(gross), Decimal(open_amount))
+
+
+def test_a_payment_covers_the_oldest_open_invoices_first_and_never_more_than_is_open() -> None:
+    balances = [_balance("1", "0"), _balance("2", "30"), _balance("3", "50")]
+
+    assert allocate(Decimal(60), balances) == (
+        PaymentAllocation("2", "2024", Decimal(30)),
+        PaymentAllocation("3", "2024", Decimal(30)),
+    )
+    assert sum(a.amount for a in allocate(Decimal(500), balances)) == Decimal(80)
+    assert allocate(Decimal(10), [_balance("1", "0")]) == ()
+
+
+def test_the_order_is_paid_when_no_invoice_has_anything_open() -> None:
+    assert payment_status([_balance("1", "0"), _balance("2", "0")]) == "PAID"
+    assert payment_status([_balance("1", "0"), _balance("2", "0.01")]) == "PARTIALLY_PAID"
+
+
+def test_progress_records_survive_the_topic_and_the_index_tracks_what_is_unsettled() -> None:
+    progress = to_payment_progress(example("Payment", "card-capture"))
+    assert isinstance(progress, PaymentProgress)
+    applying = replace(
+        progress, status="applying", allocations=(PaymentAllocation("700123", "2024", Decimal("65.88")),)
+    )
+    index = LinksAndPayments()
+
+    index.apply(applying.key, applying.to_json())
+    index.apply(
+        b"order:1:1042", b'{"order_key":"1:1042","cono":"100","reference":"R","erp_order_number":"1"}'
+    )
+
+    assert PaymentProgress.from_json(applying.to_json()) == applying
+    assert index.unsettled("1:1042") == [applying]
+    assert index.order_link("1:1042") == OrderLink("1:1042", "100", "R", "1")
+    index.apply(applying.key, replace(applying, status="applied").to_json())
+    assert index.unsettled("1:1042") == []
+    index.apply(applying.key, None)
+    assert index.payment("1:1042", "877") is None
+
+
+def test_the_emitted_status_is_a_valid_order_status_change_stating_only_payment() -> None:
+    progress = to_payment_progress(example("Payment", "card-capture"))
+    assert isinstance(progress, PaymentProgress)
+    progress = replace(progress, erp_order_number="1000012345")
+
+    datum = payment_status_change(progress, "PAID", [_balance("700123", "0")], changed_at=NOW)
+    again = payment_status_change(
+        progress, "PAID", [_balance("700123", "0")], changed_at=NOW + dt.timedelta(1)
+    )
+    record = decode(encode(datum, STATUS_TOPIC))
+
+    assert record["payment_status"] == "PAID"
+    assert (record["fulfillment_status"], record["lifecycle"]) == ("UNKNOWN", "UNKNOWN")
+    assert record["erp_order_number"] == "1000012345"
+    assert record["meta"]["causation_id"] == progress.event_id
+    assert record["meta"]["correlation_id"] == "0b8e4c1e-3f7a-4c55-9d7e-5b1f0e2a6c01"
+    assert record["external_ids"] == {"prestashop": "1042", "infor": "1000012345"}
+    assert datum["meta"]["event_id"] == again["meta"]["event_id"]  # the same fact, the same event
+
+
+# -- against the sandbox ---------------------------------------------------------------------------
+
+
+class Scene:
+    """One process's sinks: orders (to create the order), payments and invoice-payments."""
+
+    def __init__(self, process: InforProcess) -> None:
+        self.process = process
+        self.state = LinksAndPayments()
+        process.links = self.state
+        self.reconciler = PaymentReconciler(
+            process.adapter,
+            self.state,
+            process.producer,
+            encode,
+            links_topic=LINKS_TOPIC,
+            status_topic=STATUS_TOPIC,
+            clock=lambda: NOW,
+        )
+        self.payments = InforPaymentsSink(self.reconciler)
+        self.invoices = InforInvoicePaymentsSink(self.reconciler, self.state)
+
+    async def order(self) -> str:
+        sink = self.process.orders_sink()
+        model = sink.decode(sandbox_order(), context())
+        assert isinstance(model, OrderWrite)
+        applied = await sink.apply(model, context())
+        assert applied.facts is not None
+        return applied.facts["erp_order_number"]
+
+    async def pay(self, datum: AvroDatum) -> Applied:
+        model = self.payments.decode(datum, context(topic="canonical.payment.v1"))
+        assert isinstance(model, PaymentProgress)
+        return await self.payments.apply(model, context(topic="canonical.payment.v1"))
+
+    async def invoice_arrives(self, invoice_number: str) -> Applied:
+        model = self.invoices.decode(invoice_datum(invoice_number), context(topic="canonical.invoice.v1"))
+        assert isinstance(model, InvoiceArrived)
+        return await self.invoices.apply(model, context(topic="canonical.invoice.v1"))
+
+    def statuses(self) -> list[Any]:
+        return [decode(r.value or b"") for r in self.process.producer.records if r.topic == STATUS_TOPIC]
+
+    def progress(self) -> list[str]:
+        return [value["status"] for key, value in self.process.producer.links() if key.startswith("payment:")]
+
+
+def invoice_everything(admin: httpx.Client, orno: str) -> dict[str, str]:
+    """Step the paused warehouse until M3 invoiced the order (allocate, pick, deliver, invoice)."""
+    admin.post("/warehouse/step", json={"times": 4}).raise_for_status()
+    invoices = [i for i in admin.get("/invoices").json() if i["ORNO"] == orno]
+    assert len(invoices) == 1
+    found: dict[str, str] = invoices[0]
+    return found
+
+
+def open_amount(admin: httpx.Client, ivno: str) -> str:
+    return str(next(i["RAFC"] for i in admin.get("/invoices").json() if i["IVNO"] == ivno))
+
+
+def test_a_payment_for_an_invoiced_order_is_applied_once_and_the_order_reported_paid(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, str, dict[str, str], Applied, Applied]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            orno = await scene.order()
+            invoice = invoice_everything(admin, orno)
+            first = await scene.pay(card_payment())
+            again = await scene.pay(card_payment())  # redelivery
+            return scene, orno, invoice, first, again
+
+    scene, orno, invoice, first, again = run(scenario())
+
+    assert invoice["AMT1"] == "65.88"  # 49.90 of lines + 5.00 shipping, 20 % VAT
+    assert first == Applied("written", {"payment_batch": "10000000877", "payment_status": "PAID"})
+    assert again == Applied("unchanged", {"payment_batch": "10000000877"})
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"
+    batches = admin.get("/payment-batches").json()
+    assert len(batches) == 1
+    assert batches[0]["STAT"] == "90"
+    line = batches[0]["lines"][0]
+    assert (line["CINO"], line["INYR"], line["CUNO"], line["PYAM"], line["CKNO"], line["LPDT"]) == (
+        invoice["IVNO"],
+        invoice["YEA4"],
+        "PS000318",
+        "65.88",
+        "pi_3PBx2kLkdIwHu7ix0sQ1",
+        "20240502",
+    )
+    [status] = scene.statuses()
+    assert (status["order_key"], status["payment_status"], status["erp_order_number"]) == (
+        "1:1042",
+        "PAID",
+        orno,
+    )
+    assert scene.progress() == ["applying", "applied"]
+
+
+def test_a_payment_before_its_invoice_waits_durably_and_the_invoice_applies_it(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, Applied, Applied, Applied, dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            orno = await scene.order()
+            waiting = await scene.pay(card_payment("30.00"))
+            invoice = invoice_everything(admin, orno)
+            # A restarted process: everything it knows comes from the records written so far.
+            restarted = Scene(process)
+            process.producer.replay_into(restarted.state)
+            applied = await restarted.invoice_arrives(invoice["IVNO"])
+            redelivered = await restarted.invoice_arrives(invoice["IVNO"])
+            return scene, waiting, applied, redelivered, invoice
+
+    scene, waiting, applied, redelivered, invoice = run(scenario())
+
+    assert waiting == Applied("waiting", {"why": "no_open_invoice"})
+    assert applied == Applied(
+        "written", {"payments": "1", "payment_batch": "10000000877", "payment_status": "PARTIALLY_PAID"}
+    )
+    assert redelivered == Applied("no_payment_waiting")
+    assert open_amount(admin, invoice["IVNO"]) == "35.88"
+    assert scene.progress() == ["waiting", "applying", "applied"]
+    assert [s["payment_status"] for s in scene.statuses()] == ["PARTIALLY_PAID"]
+
+
+def test_a_retry_after_the_batch_was_posted_but_not_recorded_posts_nothing_twice(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Applied, dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            invoice = invoice_everything(admin, await scene.order())
+            await scene.pay(card_payment())
+            # The process died after ControlBatch, before writing "applied": it reads "applying" back.
+            assert scene.state.unsettled("1:1042") == []
+            known = scene.state.payment("1:1042", "877")
+            assert known is not None
+            scene.state.remember(replace(known, status="applying"))
+            return await scene.pay(card_payment()), invoice
+
+    retried, invoice = run(scenario())
+
+    assert retried == Applied("unchanged", {"payment_batch": "10000000877", "payment_status": "PAID"})
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"  # not -65.88
+    assert len(admin.get("/payment-batches").json()[0]["lines"]) == 1
+
+
+def test_the_payment_and_the_invoice_sink_racing_on_one_payment_apply_it_once(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[list[Applied], dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            orno = await scene.order()
+            await scene.pay(card_payment())  # parked: no invoice yet
+            invoice = invoice_everything(admin, orno)
+            results = await asyncio.gather(scene.pay(card_payment()), scene.invoice_arrives(invoice["IVNO"]))
+            return list(results), invoice
+
+    results, invoice = run(scenario())
+
+    assert {result.outcome for result in results} <= {"written", "unchanged"}
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"
+    [batch] = admin.get("/payment-batches").json()
+    assert (batch["STAT"], len(batch["lines"])) == ("90", 1)
+
+
+def test_a_payment_in_another_currency_than_the_invoice_is_invalid(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> InvalidMessage:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            invoice_everything(admin, await scene.order())
+            with pytest.raises(InvalidMessage) as caught:
+                await scene.pay(card_payment(amount="65.88") | {"amount": money("65.88", "USD")})
+            return caught.value
+
+    error = run(scenario())
+
+    assert (error.reason, error.field_path) == ("currency_mismatch", "amount.currency")
+    assert admin.get("/payment-batches").json() == []
+
+
+def test_an_invoice_without_parked_payments_and_a_credit_note_do_nothing(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Applied, Any]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            credit = invoice_datum()
+            credit["status"] = "CREDITED"
+            return await scene.invoice_arrives("700123"), scene.invoices.decode(credit, context())
+
+    nothing, credit = run(scenario())
+
+    assert nothing == Applied("no_payment_waiting")
+    assert credit == Skip("credit_note")
