@@ -562,20 +562,20 @@ async def _open_state(
 async def _reconciler(
     resources: SinkResources, options: InforSinkOptions, *, stage: str
 ) -> AsyncIterator[tuple[PaymentReconciler, StoredPaymentState]]:
-    codec = AvroCodec(registry_client(resources.settings.require_registry()), STATUS_RECORD)
-    async with (
-        open_m3(resources.settings, options) as m3,
-        _open_state(resources, stage=stage, sync_timeout_s=options.links_sync_timeout_s) as state,
-    ):
-        reconciler = PaymentReconciler(
-            m3.adapter,
-            state,
-            resources.producer,
-            codec.encode,
-            links_topic=resources.topic(LINKS_TOPIC),
-            status_topic=resources.topic(STATUS_TOPIC),
-        )
-        yield reconciler, state
+    with registry_client(resources.settings.require_registry()) as registry:
+        async with (
+            open_m3(resources.settings, options) as m3,
+            _open_state(resources, stage=stage, sync_timeout_s=options.links_sync_timeout_s) as state,
+        ):
+            reconciler = PaymentReconciler(
+                m3.adapter,
+                state,
+                resources.producer,
+                AvroCodec(registry, STATUS_RECORD).encode,
+                links_topic=resources.topic(LINKS_TOPIC),
+                status_topic=resources.topic(STATUS_TOPIC),
+            )
+            yield reconciler, state
 
 
 def build_with(
