@@ -186,6 +186,8 @@ class Job:
     """Oldest first; ``records[-1]`` is the one applied."""
     ready_at: float
     """Monotonic time from which it may start (arrival, plus ``coalesce_s`` when coalescing)."""
+    seq: int = 0
+    """Creation order, unique per scheduler (ties on ``ready_at`` go to the older job)."""
 
     @property
     def newest(self) -> SourceRecord:
@@ -207,7 +209,9 @@ class KeyScheduler:
         self._coalesce_s = coalesce_s
         self._queues: dict[KeyId, deque[Job]] = {}
         self._busy: set[KeyId] = set()
-        self._heap: list[tuple[float, int, KeyId, int]] = []
+        # (ready_at, seq, key) of each idle key's first queued job; entries go stale when that job is
+        # dropped or starts, and are skipped then (cheaper than removing them from the heap).
+        self._heap: list[tuple[float, int, KeyId]] = []
         self._seq = itertools.count()
         self._queued_records = 0
 
@@ -233,7 +237,7 @@ class KeyScheduler:
                 tail.records.append(record)
                 return True
         ready_at = now + (self._coalesce_s or 0.0)
-        job = Job(key, where, [record], ready_at)
+        job = Job(key, where, [record], ready_at, next(self._seq))
         queue.append(job)
         if len(queue) == 1 and key not in self._busy:
             self._push(job)
@@ -241,32 +245,31 @@ class KeyScheduler:
 
     def next_ready(self, now: float) -> Job | None:
         """The next job that may start now (its key becomes busy), or None."""
-        while self._heap:
-            ready_at, _, key, job_id = self._heap[0]
-            queue = self._queues.get(key)
-            if key in self._busy or not queue or id(queue[0]) != job_id or queue[0].ready_at != ready_at:
-                heapq.heappop(self._heap)  # stale entry (the job was dropped or the key became busy)
-                continue
-            if ready_at > now:
-                return None
-            heapq.heappop(self._heap)
-            job = queue.popleft()
-            if not queue:
-                del self._queues[key]
-            self._busy.add(key)
-            self._queued_records -= len(job.records)
-            return job
-        return None
+        job = self._first()
+        if job is None or job.ready_at > now:
+            return None
+        heapq.heappop(self._heap)
+        queue = self._queues[job.key]
+        queue.popleft()
+        if not queue:
+            del self._queues[job.key]
+        self._busy.add(job.key)
+        self._queued_records -= len(job.records)
+        return job
 
     def next_ready_at(self) -> float | None:
         """When the earliest queued job of an idle key may start; None when there is none."""
+        job = self._first()
+        return None if job is None else job.ready_at
+
+    def _first(self) -> Job | None:
+        """The job of the heap's first valid entry (stale entries are discarded on the way)."""
         while self._heap:
-            ready_at, _, key, job_id = self._heap[0]
+            _, seq, key = self._heap[0]
             queue = self._queues.get(key)
-            if key in self._busy or not queue or id(queue[0]) != job_id or queue[0].ready_at != ready_at:
-                heapq.heappop(self._heap)
-                continue
-            return ready_at
+            if key not in self._busy and queue and queue[0].seq == seq:
+                return queue[0]
+            heapq.heappop(self._heap)
         return None
 
     def done(self, key: KeyId) -> None:
@@ -296,7 +299,7 @@ class KeyScheduler:
         return dropped
 
     def _push(self, job: Job) -> None:
-        heapq.heappush(self._heap, (job.ready_at, next(self._seq), job.key, id(job)))
+        heapq.heappush(self._heap, (job.ready_at, job.seq, job.key))
 
 
 class ApplySlots:

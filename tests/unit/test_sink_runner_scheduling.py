@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.records import SourceRecord
-from sinks.runner import ApplySlots, Job, KeyScheduler, PartitionOffsets, key_of
+from sinks.runner import ApplySlots, Job, KeyId, KeyScheduler, PartitionOffsets, key_of
 
 # -- PartitionOffsets --------------------------------------------------------------------------------
 
@@ -284,3 +284,50 @@ def test_a_cancelled_waiter_does_not_leak_its_slot() -> None:
         return slots.used
 
     assert asyncio.run(scenario()) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrivals=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 1)), min_size=1, max_size=80),
+    coalesce=st.sampled_from([None, 0.0, 1.5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_interleavings_keep_every_key_serial_in_order_and_lose_nothing(
+    arrivals: list[tuple[str, int]], coalesce: float | None, seed: int
+) -> None:
+    rng = random.Random(seed)
+    scheduler = KeyScheduler(coalesce_s=coalesce)
+    next_offset = {0: 0, 1: 0}
+    running: list[Job] = []
+    finished: list[Job] = []
+    now = 0.0
+    pending = list(arrivals)
+    while pending or running or scheduler.queued_records:
+        now += rng.choice([0.0, 0.5, 1.0])
+        action = rng.random()
+        if pending and action < 0.5:
+            key, partition = pending.pop(0)
+            scheduler.add(_record(key, next_offset[partition], partition=partition), now)
+            next_offset[partition] += 1
+        elif running and action < 0.8:
+            ended = running.pop(rng.randrange(len(running)))
+            finished.append(ended)
+            scheduler.done(ended.key)
+        while (started := scheduler.next_ready(now)) is not None:
+            assert started.key not in {other.key for other in running}, "a key ran twice at once"
+            running.append(started)
+        if not pending and not running:
+            now += 10  # let coalescing windows pass
+    seen = [(r.key, r.partition, r.offset) for job in finished for r in job.records]
+    assert len(seen) == len(arrivals) == len(set(seen))  # every record completed exactly once
+    per_key: dict[KeyId, list[tuple[int, int]]] = {}
+    for job in finished:
+        assert all(r.key == job.newest.key and r.partition == job.newest.partition for r in job.records)
+        assert [r.offset for r in job.records] == sorted(r.offset for r in job.records)
+        if coalesce is None:
+            assert len(job.records) == 1
+        per_key.setdefault(job.key, []).extend((r.partition, r.offset) for r in job.records)
+    for key_id, positions in per_key.items():
+        for partition in (0, 1):
+            offsets = [offset for p, offset in positions if p == partition]
+            assert offsets == sorted(offsets), f"{key_id!r} out of order on partition {partition}"
