@@ -24,10 +24,12 @@ Why these choices (measured with ``bench/processors.py``; figures in the issue n
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -37,8 +39,11 @@ from pipeline.health import HealthState
 from pipeline.kafka_config import faust_broker_settings
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
+from processors.offsets import RESEEK_AFTER_S, DurableCommitConsumer, GroupStartOffsets
 from rules.engine import Rules, load_rules
 from schemas.registry import registry_client
+
+log = logging.getLogger(__name__)
 
 STAGE = "processors"
 DLQ_TOPIC = "dlq.processors"
@@ -88,6 +93,8 @@ class ProcessorApp:
     health: HealthState
     rules: Rules
     """The transformation rules every flow gets through its ``FlowContext``."""
+    start_offsets: GroupStartOffsets
+    """Where the group reads each source partition from (the runner checks every offset from there)."""
 
 
 def faust_app(settings: Settings, options: ProcessorOptions) -> faust.App:
@@ -124,6 +131,22 @@ def faust_app(settings: Settings, options: ProcessorOptions) -> faust.App:
         topic_replication_factor=options.changelog_replication_factor,
         topic_allow_declare=True,
     )
+    # Offsets are committed from what the runner made durable, never from faust's acks alone.
+    transport: Any = app.transport
+    transport.Consumer = DurableCommitConsumer
+
+    @app.timer(RESEEK_AFTER_S)  # type: ignore[untyped-decorator]
+    async def seek_back_to_missing_offsets() -> None:
+        consumer = cast(DurableCommitConsumer, app.consumer)
+        assigned = consumer.assignment()
+        for tp, missing in consumer.offsets.overdue_seeks():
+            if tp in assigned:
+                log.warning(
+                    "a missing source offset still has not arrived; reading it again",
+                    extra={"topic": tp.topic, "partition": tp.partition, "missing": missing},
+                )
+                await consumer.seek(tp, missing)
+
     if options.faust_sensor:
         # faust's metrics go to the default registry, which our HealthServer already serves at /metrics
         # (faust's own web server stays off), under our prefix. Created once per process: a second
@@ -168,4 +191,5 @@ def build_app(settings: Settings, options: ProcessorOptions, rules: Rules | None
         dead_letters=dead_letters,
         health=HealthState.from_settings(settings.service, STAGE),
         rules=loaded,
+        start_offsets=GroupStartOffsets(settings.kafka, options.app_id),
     )

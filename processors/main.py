@@ -225,6 +225,7 @@ def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str])
     finally:
         server.stop()
         resources.close()
+        app.start_offsets.close()
         remaining = app.producer.close(timeout=settings.dlq.delivery_timeout_s)
         if remaining:
             code = code or 1

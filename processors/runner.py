@@ -21,8 +21,10 @@ seconds, whichever comes first), in source order::
     ... then wait until every canonical and DLQ record of the batch was acknowledged, write the
     new versions to the table's changelog and wait for those acks, and only then ack the events.
 
-faust commits only acked offsets, so a source offset moves only after the canonical record, any DLQ
-record and the version it implies are durable. ``RetryableError`` (registry or broker briefly
+The worker commits a source offset only once the runner recorded every event below it as done
+(:mod:`processors.offsets`; faust's own acks are not trusted, it acks events it skipped during a
+rebalance), so a source offset moves only after the canonical record, any DLQ record and the version
+it implies are durable. ``RetryableError`` (registry or broker briefly
 unreachable) is retried in place with backoff, holding the batch. Anything else, ``ProduceError``,
 ``DlqLimitExceeded`` and a failed delivery included, is fatal: the runner logs it and ends the
 process at once (:func:`crash`). It does not raise into faust, because faust's way out of an agent
@@ -53,7 +55,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Final, Generic, NoReturn, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar, cast
 
 from pipeline.dlq import DeadLetterProducer, DlqLimit
 from pipeline.errors import ConfigError, DlqLimitExceeded, InvalidMessage, ProduceError, RetryableError
@@ -62,6 +64,7 @@ from pipeline.producer import Delivery, PipelineProducer
 from pipeline.records import Headers, SourceRecord
 from pipeline.retry import Backoff
 from processors.app import ProcessorApp
+from processors.offsets import Admission, DurableCommitConsumer, GroupStartOffsets
 from processors.staleness import VersionTable, declare_versions_table, source_partitions
 from rules.anomalies import Anomaly
 from rules.engine import Rules, load_rules
@@ -287,7 +290,7 @@ class FlowRunner(Generic[ModelT]):
             await asyncio.gather(*dlq_sent)
         await self._versions.remember(emitted, timeout_s=self._delivery_timeout_s)
         for topic, outcome in outcomes:
-            self._count(topic, outcome)
+            self.count(topic, outcome)
         if dead:
             log.warning(
                 "dead-lettered invalid events",
@@ -390,7 +393,8 @@ class FlowRunner(Generic[ModelT]):
         )
         await asyncio.sleep(delay)
 
-    def _count(self, topic: str, outcome: str) -> None:
+    def count(self, topic: str, outcome: str) -> None:
+        """Count one source event of ``topic`` with ``outcome`` (the MESSAGES metric of this flow)."""
         counter = self._counters.get((topic, outcome))
         if counter is None:
             counter = self._counters[(topic, outcome)] = MESSAGES.labels(self.stage, topic, outcome)
@@ -465,11 +469,18 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
         async for events in stream.noack_take(options.take_max, within=options.take_within_s):
             started = time.perf_counter()
             try:
-                await runner.handle([source_record(event.message) for event in events])
+                admitted = await _admit(app.faust, app.start_offsets, runner, events)
+                await runner.handle([source_record(event.message) for event in admitted])
             except asyncio.CancelledError:
                 raise  # shutdown: the batch stays unacked and is read again after the restart
             except BaseException as error:  # noqa: BLE001 - every other failure is fatal, see crash()
                 crash(error)
+            # Commits follow what is durable, never faust's acks (see processors.offsets); the acks
+            # only keep faust's own bookkeeping of in-flight events.
+            offsets = cast(DurableCommitConsumer, app.faust.consumer).offsets
+            ends = {event.message.tp: event.message.offset + 1 for event in admitted}
+            for tp, end in ends.items():
+                offsets.record_durable(tp, end)
             for event in events:
                 await stream.ack(event)
             health.heartbeat()
@@ -480,6 +491,42 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
 
     app.faust.agent(topic, name=f"psinfor.processors.{flow.name}")(agent)
     return runner
+
+
+async def _admit(
+    app: Any, starts: GroupStartOffsets, runner: FlowRunner[Any], events: Sequence[Any]
+) -> list[Any]:
+    """The events of a batch to handle: each partition's next offsets in order (processors.offsets).
+
+    Redeliveries and events of an older consumer generation are dropped (counted); at a gap the
+    partition is sought back to the missing offset and its later events wait for the refetch.
+    """
+    consumer = cast(DurableCommitConsumer, app.consumer)
+    offsets = consumer.offsets
+    current = app.consumer_generation_id
+    admitted: list[Any] = []
+    gaps: dict[Any, int] = {}
+    for event in events:
+        message = event.message
+        tp = message.tp
+        if message.generation_id == current and not offsets.knows(tp, current):
+            offsets.begin(tp, current, await asyncio.to_thread(starts.start, tp.topic, tp.partition))
+        admission = offsets.admit(tp, message.generation_id, current, message.offset)
+        if admission is Admission.HANDLE:
+            admitted.append(event)
+            continue
+        runner.count(message.topic, admission.value)
+        if admission is Admission.GAP:
+            gaps.setdefault(tp, message.offset)
+    for tp, received in gaps.items():
+        missing = offsets.seek_needed(tp)
+        if missing is not None:
+            log.warning(
+                "an offset of a source partition was not received; reading it again from there",
+                extra={"topic": tp.topic, "partition": tp.partition, "missing": missing, "seen": received},
+            )
+            await consumer.seek(tp, missing)
+    return admitted
 
 
 def _review_output(rules: Rules, flow: Flow[Any], actual: Callable[[str], str]) -> str | None:

@@ -60,6 +60,8 @@ class Planned:
     """(partition, offset) → original bytes of each malformed event."""
     ends: dict[int, int]
     """Per source partition, the offset after the last event."""
+    where: dict[str, tuple[str, int, int, int]]
+    """event_id → (item, version, source partition, source offset) of each expected record."""
 
 
 @pytest.fixture
@@ -83,6 +85,7 @@ def worker(
         "PSINFOR_REGISTRY__URL": registry_url,
         "PSINFOR_SERVICE__LOG_FORMAT": "text",
         "PSINFOR_SERVICE__COMMIT_INTERVAL_S": "0.5",
+        "DIAG_BATCHES": "1",
     }
     argv = [
         sys.executable,
@@ -189,6 +192,7 @@ def produce_mixed_stream(bootstrap: str, topic: str, *, events: int, items: int,
     malformed: dict[tuple[int, int], bytes] = {}
     ends: dict[int, int] = {}
     highest: dict[str, int] = {}
+    where: dict[str, tuple[str, int, int, int]] = {}
     for slot in ordered:
         item, produced_version, value = sent[slot]
         partition, offset = positions[slot]
@@ -198,7 +202,8 @@ def produce_mixed_stream(bootstrap: str, topic: str, *, events: int, items: int,
         elif produced_version > highest.get(item, 0):
             highest[item] = produced_version
             expected[item].append((produced_version, event_id(item, "W1", produced_version)))
-    return Planned(dict(expected), malformed, ends)
+            where[event_id(item, "W1", produced_version)] = (item, produced_version, partition, offset)
+    return Planned(dict(expected), malformed, ends, where)
 
 
 def read_all(bootstrap: str, topic: str, group: str) -> list[Any]:
@@ -289,14 +294,6 @@ def sequences(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect, issue 5 open: about one run in four, one of ~14,200 expected event_ids is missing "
-        "after the SIGKILL and restart (seen in a fresh-clone CI run); still run on every CI so the "
-        "fix shows as XPASS -> strict"
-    ),
-)
 def test_mixed_stream_sigkill_mid_stream_and_restart_yields_the_same_event_ids(
     kafka_bootstrap: str, registry_url: str, topics: Topics, new_group: GroupFactory, tmp_path: Path
 ) -> None:
@@ -343,6 +340,8 @@ def test_mixed_stream_sigkill_mid_stream_and_restart_yields_the_same_event_ids(
         f"records, {len(set(found_ids))} distinct (expected {len(expected_ids)}), "
         f"{sum(repeats.values())} repeated event_ids after the crash, {elapsed:.1f}s"
     )
+    missing = sorted(planned.where[eid] for eid in expected_ids - set(found_ids))
+    assert not missing, f"expected canonical records missing (item, version, partition, offset): {missing}"
     assert set(found_ids) == expected_ids
     # Per key: first occurrences in strictly increasing version order and equal to the oracle; a
     # repeat is always an event_id already emitted (the only duplicates allowed).
