@@ -216,7 +216,7 @@ def to_customer_upsert(
 
 # M3 answers a record another job holds with an error, not a status: such a rejection blames the
 # moment, not the payload. The wording is not specified (infor.md gives no list): matched loosely.
-_TRANSIENT_M3_TEXT = re.compile(r"\b(locked|in use|being (changed|updated|processed)|try again)\b", re.I)
+_TRANSIENT_M3_TEXT = re.compile(r"\b(locked|is being (changed|updated|processed)|try again later)\b", re.I)
 
 
 def m3_rejection(

@@ -113,6 +113,24 @@ def _plain(value: Decimal) -> Decimal:
     return value.normalize() if value != value.to_integral_value() else value.quantize(Decimal(1))
 
 
+def _discount_shares(
+    discount: Decimal, lines: Sequence[Mapping[str, Any]], rules: Rules, currency: str
+) -> list[Decimal]:
+    """Each line's share of an order-level discount, in proportion to the line totals, to the cent."""
+    if not discount:
+        return [Decimal(0)] * len(lines)
+    try:
+        return rules.currency.allocate(
+            discount, [_amount(line["total_excl_tax"]) for line in lines], currency
+        )
+    except ValueError as exc:  # no lines, or lines worth nothing: nowhere to put the discount
+        raise InvalidMessage(
+            "discount_without_lines",
+            f"an order discount of {discount} {currency} but no line total to take it",
+            field_path="totals.discounts",
+        ) from exc
+
+
 def to_sales_order_request(
     datum: AvroDatum,
     rules: Rules,
@@ -142,11 +160,7 @@ def to_sales_order_request(
     table = variants if variants is not None else VariantTable()
     lines: Sequence[Mapping[str, Any]] = datum["lines"]
     order_discount = _amount(totals["discounts"])
-    shares = (
-        rules.currency.allocate(order_discount, [_amount(line["total_excl_tax"]) for line in lines], currency)
-        if order_discount and lines
-        else [Decimal(0)] * len(lines)
-    )
+    shares = _discount_shares(order_discount, lines, rules, currency)
     enrichment = datum.get("enrichment") or {}
     carrier = datum.get("carrier") or {}
     wrapping = _amount(totals["wrapping"])

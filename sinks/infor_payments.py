@@ -376,9 +376,10 @@ class PaymentReconciler:
         self._batch_type = batch_type
         self._clock = clock
 
-    async def settle(self, payment: PaymentProgress, *, park: bool) -> Applied:
+    async def settle(self, payment: PaymentProgress, *, park: bool, erp_order_number: str = "") -> Applied:
         """Apply ``payment`` if its order has an open invoice; else park it (when ``park``) and wait.
 
+        ``erp_order_number`` (an invoice names it) is used when the order's link is not known yet.
         Outcomes: ``written`` (applied now), ``unchanged`` (applied before), ``waiting`` (parked).
         """
         known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
@@ -386,21 +387,22 @@ class PaymentReconciler:
             return Applied("unchanged", {"payment_batch": str(known.batch_id)})
         if known is not None and known.status == "applying":
             return await self._apply(known)
-        planned = await self._plan(payment)
+        planned = await self._plan(payment, erp_order_number)
         if planned is None and park:
             if known is None:
                 await self._write(payment)
-            planned = await self._plan(payment)  # an invoice that came while parking is not missed
+            planned = await self._plan(payment, erp_order_number)  # an invoice that came meanwhile
         if planned is None:
             return Applied("waiting", {"why": "no_open_invoice"})
         await self._write(planned)
         return await self._apply(planned)
 
-    async def _plan(self, payment: PaymentProgress) -> PaymentProgress | None:
+    async def _plan(self, payment: PaymentProgress, erp_order_number: str) -> PaymentProgress | None:
         link = await asyncio.to_thread(self._state.order_link, payment.order_key)
-        if link is None or not link.erp_order_number:
+        orno = link.erp_order_number if link is not None and link.erp_order_number else erp_order_number
+        if not orno:
             return None
-        balances = await self._m3.invoice_balances(ErpOrderRef(link.erp_order_number, link.reference))
+        balances = await self._m3.invoice_balances(ErpOrderRef(orno))
         for balance in balances:
             if balance.currency and balance.currency != payment.currency:
                 raise InvalidMessage(
@@ -418,9 +420,7 @@ class PaymentReconciler:
                 "payment exceeds what the order's invoices have open; the rest is not applied",
                 extra={"order_key": payment.order_key, "unallocated": str(unallocated)},
             )
-        return replace(
-            payment, status="applying", allocations=allocations, erp_order_number=link.erp_order_number
-        )
+        return replace(payment, status="applying", allocations=allocations, erp_order_number=orno)
 
     async def _apply(self, planned: PaymentProgress) -> Applied:
         ref = ErpOrderRef(planned.erp_order_number)
@@ -529,7 +529,10 @@ class InforInvoicePaymentsSink:
         waiting = await asyncio.to_thread(self._state.unsettled, model.order_key)
         if not waiting:
             return Applied("no_payment_waiting")
-        outcomes = [await self._reconciler.settle(payment, park=False) for payment in waiting]
+        outcomes = [
+            await self._reconciler.settle(payment, park=False, erp_order_number=model.erp_order_number)
+            for payment in waiting
+        ]
         applied = [o for o in outcomes if o.outcome in ("written", "unchanged")]
         if not applied:
             return Applied("waiting", {"why": "no_open_invoice"})

@@ -106,6 +106,18 @@ def test_order_level_discounts_are_shared_over_the_lines_to_the_cent_and_add_up(
     assert sum(line.discount_amount or 0 for line in lines) == Decimal("10.50")
 
 
+def test_an_order_discount_with_no_line_value_to_carry_it_is_invalid() -> None:
+    datum = example("Order", "eur-two-lines-variant")
+    datum["totals"]["discounts"] = money("5.00")
+    for line in datum["lines"]:
+        line["total_excl_tax"] = money("0")
+
+    with pytest.raises(InvalidMessage) as caught:
+        to_sales_order_request(datum, RULES)
+
+    assert (caught.value.reason, caught.value.field_path) == ("discount_without_lines", "totals.discounts")
+
+
 def test_wrapping_is_a_header_charge_only_when_a_charge_code_is_configured() -> None:
     datum = example("Order", "eur-two-lines-variant")
     datum["totals"]["wrapping"] = money("2.50")
