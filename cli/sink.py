@@ -32,7 +32,7 @@ exits 70 with nothing past the failing record committed.
 
 Examples:
   psinfor sink --sinks infor-orders,infor-customers
-  psinfor sink --sinks prestashop-inventory --topic canonical.inventory.v1=staging.inventory
+  psinfor sink --sinks prestashop-stock --topic canonical.inventory.v1=staging.inventory
 """
 
 

@@ -23,12 +23,12 @@ SINKS: Mapping[str, str] = MappingProxyType(
         "infor-payments": "sinks.infor_payments:build",
         # canonical.invoice.v1's half of the payment reconciliation (a runner decodes one record type).
         "infor-payment-invoices": "sinks.infor_payments:build_invoices",
-        "prestashop-order-status": "sinks.prestashop_order_status:build",
-        "prestashop-shipments": "sinks.prestashop_shipments:build",
-        "prestashop-payments": "sinks.prestashop_payments:build",
+        "prestashop-status": "sinks.prestashop_order_status:build",
+        "prestashop-tracking": "sinks.prestashop_shipments:build",
+        "prestashop-payment": "sinks.prestashop_payments:build",
         # canonical.payment.v1's half of the PrestaShop payment status (the other half reads invoices).
         "prestashop-payment-records": "sinks.prestashop_payments:build_payments",
-        "prestashop-inventory": "sinks.prestashop_inventory:build",
+        "prestashop-stock": "sinks.prestashop_inventory:build",
         "prestashop-products": "sinks.prestashop_products:build",
         "prestashop-customers": "sinks.prestashop_customers:build",
     }

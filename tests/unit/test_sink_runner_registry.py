@@ -25,11 +25,11 @@ ALL_SINKS = {
     "infor-customers": "sinks.infor_customers:build",
     "infor-payments": "sinks.infor_payments:build",
     "infor-payment-invoices": "sinks.infor_payments:build_invoices",
-    "prestashop-order-status": "sinks.prestashop_order_status:build",
-    "prestashop-shipments": "sinks.prestashop_shipments:build",
-    "prestashop-payments": "sinks.prestashop_payments:build",
+    "prestashop-status": "sinks.prestashop_order_status:build",
+    "prestashop-tracking": "sinks.prestashop_shipments:build",
+    "prestashop-payment": "sinks.prestashop_payments:build",
     "prestashop-payment-records": "sinks.prestashop_payments:build_payments",
-    "prestashop-inventory": "sinks.prestashop_inventory:build",
+    "prestashop-stock": "sinks.prestashop_inventory:build",
     "prestashop-products": "sinks.prestashop_products:build",
     "prestashop-customers": "sinks.prestashop_customers:build",
 }
@@ -184,3 +184,13 @@ def test_the_process_is_alive_only_while_every_runner_reports() -> None:
     assert not health.liveness().ok
     beats.beat(1)
     assert health.liveness().ok
+
+
+def test_every_registered_sink_is_a_stage_of_the_topic_catalogue() -> None:
+    """The ``--sinks`` names are the stage names the catalogue (and the AsyncAPI document) list."""
+    from schemas.catalogue import load_catalogue
+    from sinks.registry import SINKS
+
+    stages = {stage for topic in load_catalogue().topics for stage in (*topic.producers, *topic.consumers)}
+    assert {f"sink-{name}" for name in SINKS} <= stages
+    assert {stage for stage in stages if stage.startswith("sink-")} == {f"sink-{name}" for name in SINKS}
