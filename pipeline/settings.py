@@ -399,6 +399,14 @@ class PrestaShopSettings(_Section):
     page_size: int = Field(
         100, ge=1, le=1000, description="Rows per list request (display=full loads each row: keep modest)."
     )
+    send_email: bool = Field(
+        False,
+        description="Whether an order state the sinks set sends the customer the state's e-mail "
+        "(order_histories?sendemail=1).",
+    )
+    requests_per_second: float = Field(
+        50.0, gt=0, description="Pace of the sinks' webservice calls per key (adapts down on 429 answers)."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -482,6 +490,32 @@ class InforSettings(_Section):
     )
     timeout_s: float = Field(
         30.0, gt=0, lt=60, description="Timeout of one MI call (below the gateway's 60 s limit)."
+    )
+    requests_per_minute: int = Field(
+        600,
+        ge=1,
+        description="ION API quota of the service account: the sinks pace every call below it and adapt "
+        "to 429 answers.",
+    )
+    order_type: str = Field(
+        "WEB", min_length=1, max_length=3, description="M3 order type (ORTP) of shop orders, unless the rules' "
+        "enrichment names one."
+    )
+    customer_template: str = Field(
+        "WEB", max_length=10, description="M3 customer template (CUTM) new shop customers are created from."
+    )
+    customer_number_prefix: str = Field(
+        "PS",
+        min_length=1,
+        max_length=3,
+        description="Prefix of the M3 customer number (CUNO) of a shop customer: prefix + the shop's "
+        "customer id (deterministic, so concurrent creates of one customer meet in M3).",
+    )
+    shipping_charge_id: str | None = Field(
+        None, description="M3 charge (CRID) carrying an order's shipping fee; unset: shipping is not sent."
+    )
+    wrapping_charge_id: str | None = Field(
+        None, description="M3 charge (CRID) carrying gift wrapping; unset: wrapping is not sent."
     )
 
 

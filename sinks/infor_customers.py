@@ -45,7 +45,7 @@ from connectors.infor.m3 import M3Adapter, M3OrderDefaults
 from pipeline.errors import InvalidMessage, PipelineError, RetryableError
 from pipeline.producer import HeaderList
 from pipeline.ratelimit import AdaptiveRateLimiter, RatePolicy
-from pipeline.settings import Settings
+from pipeline.settings import InforSettings, Settings
 from processors.erp_links import (
     LINKS_TOPIC,
     CustomerLink,
@@ -91,6 +91,30 @@ class InforSinkOptions:
     default_shop_id: str = "1"
     quota: RatePolicy = field(default_factory=lambda: RatePolicy.per_window(600, 60.0))
     links_sync_timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, infor: InforSettings | None, *, shop_id: int = 1) -> InforSinkOptions:
+        """The options the settings name (``PSINFOR_INFOR__ORDER_TYPE`` ...); the defaults without them."""
+        if infor is None:
+            return cls(default_shop_id=str(shop_id))
+        return cls(
+            defaults=M3OrderDefaults(
+                order_type=infor.order_type,
+                customer_template=infor.customer_template or None,
+                shipping_charge_id=infor.shipping_charge_id,
+            ),
+            wrapping_charge_id=infor.wrapping_charge_id,
+            customer_number_prefix=infor.customer_number_prefix,
+            default_shop_id=str(shop_id),
+            quota=RatePolicy.per_window(infor.requests_per_minute, 60.0),
+        )
+
+
+def sink_options(resources: SinkResources) -> InforSinkOptions:
+    """The Infor sinks' options from the process's settings."""
+    settings = resources.settings
+    shop_id = settings.prestashop.shop_id if settings.prestashop is not None else 1
+    return InforSinkOptions.from_settings(settings.infor, shop_id=shop_id)
 
 
 # --------------------------------------------------------------------------------- pure mapping
@@ -636,4 +660,4 @@ def build_with(
 
 def build(resources: SinkResources) -> contextlib.AbstractAsyncContextManager[InforCustomersSink]:
     """The ``infor-customers`` sink with its M3 connection and links reader (a :data:`SinkFactory`)."""
-    return build_with(resources, InforSinkOptions())
+    return build_with(resources, sink_options(resources))

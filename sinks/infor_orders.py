@@ -72,6 +72,7 @@ from sinks.infor_customers import (
     open_links,
     open_m3,
     person_name,
+    sink_options,
 )
 
 NAME = "infor-orders"
@@ -429,4 +430,4 @@ def build_with(
 
 def build(resources: SinkResources) -> contextlib.AbstractAsyncContextManager[InforOrdersSink]:
     """The ``infor-orders`` sink with its M3 connection and links reader (a :data:`SinkFactory`)."""
-    return build_with(resources, InforSinkOptions())
+    return build_with(resources, sink_options(resources))

@@ -53,7 +53,7 @@ from rules.address import clean
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
 from sinks.base import Applied, SinkContext, SinkResources, Skip
-from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3
+from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3, sink_options
 
 log = logging.getLogger(__name__)
 
@@ -596,7 +596,7 @@ def build_with(
 
 def build(resources: SinkResources) -> contextlib.AbstractAsyncContextManager[InforPaymentsSink]:
     """The ``infor-payments`` sink (a :data:`~sinks.base.SinkFactory`)."""
-    return build_with(resources, InforSinkOptions())
+    return build_with(resources, sink_options(resources))
 
 
 def build_invoices_with(
@@ -616,4 +616,4 @@ def build_invoices(
     resources: SinkResources,
 ) -> contextlib.AbstractAsyncContextManager[InforInvoicePaymentsSink]:
     """The ``infor-payment-invoices`` sink (``sinks.infor_payments:build_invoices``)."""
-    return build_invoices_with(resources, InforSinkOptions())
+    return build_invoices_with(resources, sink_options(resources))

@@ -20,7 +20,6 @@ from rules.canonical_status import OrderStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
-    DEFAULT_SEND_EMAIL,
     TARGET,
     OrderStateWriter,
     desired_status,
@@ -89,10 +88,11 @@ class OrderStatusSink:
 
 @asynccontextmanager
 async def build(
-    resources: SinkResources, *, send_email: bool = DEFAULT_SEND_EMAIL
+    resources: SinkResources, *, send_email: bool | None = None
 ) -> AsyncIterator[OrderStatusSink]:
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
+    send_email = shop.send_email if send_email is None else send_email
     async with open_shop_client(shop) as client:
         yield OrderStatusSink(
             OrderStateWriter(client, resources.rules, send_email=send_email), shop_id=shop.shop_id

@@ -33,7 +33,6 @@ from rules.canonical_status import OrderStatus, PaymentStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
-    DEFAULT_SEND_EMAIL,
     TARGET,
     OrderStateWriter,
     ShopCurrencies,
@@ -200,10 +199,11 @@ class PaymentRecordSink(_SettlementSink):
 
 @asynccontextmanager
 async def build(
-    resources: SinkResources, *, send_email: bool = DEFAULT_SEND_EMAIL
+    resources: SinkResources, *, send_email: bool | None = None
 ) -> AsyncIterator[InvoicePaymentSink]:
     """The invoice sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
+    send_email = shop.send_email if send_email is None else send_email
     async with open_shop_client(shop) as client:
         yield InvoicePaymentSink(
             client,
@@ -216,10 +216,11 @@ async def build(
 
 @asynccontextmanager
 async def build_payments(
-    resources: SinkResources, *, send_email: bool = DEFAULT_SEND_EMAIL
+    resources: SinkResources, *, send_email: bool | None = None
 ) -> AsyncIterator[PaymentRecordSink]:
     """The payment-record sink on the shop of ``resources.settings.prestashop``; closes on exit."""
     shop = resources.settings.require_prestashop()
+    send_email = shop.send_email if send_email is None else send_email
     async with open_shop_client(shop) as client:
         yield PaymentRecordSink(
             client,

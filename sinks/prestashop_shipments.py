@@ -141,11 +141,10 @@ class ShipmentSink:
 
 
 @asynccontextmanager
-async def build(
-    resources: SinkResources, *, send_email: bool = DEFAULT_SEND_EMAIL
-) -> AsyncIterator[ShipmentSink]:
+async def build(resources: SinkResources, *, send_email: bool | None = None) -> AsyncIterator[ShipmentSink]:
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
+    send_email = shop.send_email if send_email is None else send_email
     async with open_shop_client(shop) as client:
         writer = OrderStateWriter(client, resources.rules, send_email=send_email)
         yield ShipmentSink(client, writer, shop_id=shop.shop_id, send_email=send_email)

@@ -51,13 +51,17 @@ from schemas.codec import AvroDatum
 TARGET = "prestashop"
 """The ``target`` of every PrestaShop sink: one circuit breaker and one DLQ (``dlq.sink-prestashop``)."""
 
-DEFAULT_RATE_POLICY = RatePolicy(ceiling=50.0, burst=10.0, default_backoff=2.0)
-"""PrestaShop core has no quota (reference §1.13); hosts and WAFs do. 50 requests/s is more than a
-typical PHP shop answers in time, and the limiter's AIMD finds a host's lower limit from its 429s."""
-
 DEFAULT_SEND_EMAIL = False
-"""``sendemail`` on status and tracking writes: the customer mails are the shop's business; a merchant
-who wants the ERP's changes mailed sets it per sink (the settings carry no switch yet)."""
+"""``sendemail`` on status and tracking writes when the caller passes no settings: the customer mails
+are the shop's business (``PSINFOR_PRESTASHOP__SEND_EMAIL`` turns them on)."""
+
+
+def shop_rate_policy(shop: PrestaShopSettings) -> RatePolicy:
+    """The pace of one webservice key. PrestaShop core has no quota (reference §1.13); hosts and WAFs
+    do. The default 50 requests/s (``PSINFOR_PRESTASHOP__REQUESTS_PER_SECOND``) is more than a typical
+    PHP shop answers in time, and the limiter's AIMD finds a host's lower limit from its 429s."""
+    return RatePolicy(ceiling=shop.requests_per_second, burst=10.0, default_backoff=2.0)
+
 
 CATALOGUE_MIN_RELOAD_S = 60.0
 """A SKU miss reloads the shop's catalogue at most this often (a burst of unknown SKUs reads it once)."""
@@ -85,12 +89,12 @@ def credential_id(shop: PrestaShopSettings) -> str:
     return f"ws-{digest[:12]}"
 
 
-def shop_limiter(shop: PrestaShopSettings, policy: RatePolicy = DEFAULT_RATE_POLICY) -> AdaptiveRateLimiter:
+def shop_limiter(shop: PrestaShopSettings, policy: RatePolicy | None = None) -> AdaptiveRateLimiter:
     """The process's limiter for this shop's webservice key (created on first use, on this loop)."""
     per_loop = _LIMITERS.setdefault(asyncio.get_running_loop(), {})
     limiter = per_loop.get(credential_id(shop))
     if limiter is None:
-        limiter = AdaptiveRateLimiter(policy, target=TARGET)
+        limiter = AdaptiveRateLimiter(policy or shop_rate_policy(shop), target=TARGET)
         per_loop[credential_id(shop)] = limiter
     return limiter
 
@@ -100,7 +104,7 @@ async def open_shop_client(
     shop: PrestaShopSettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    rate_policy: RatePolicy = DEFAULT_RATE_POLICY,
+    rate_policy: RatePolicy | None = None,
 ) -> AsyncIterator[PrestaShopClient]:
     """A client on the shop of ``shop``, rate-limited per webservice key; the connections close on exit.
 
