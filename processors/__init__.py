@@ -12,9 +12,7 @@ import time, so this costs imports only.
 
 from __future__ import annotations
 
-import importlib
-
-from processors.flows_prestashop import PRESTASHOP_FLOWS
+from processors.flows_prestashop import PRESTASHOP_FLOWS, import_flow_modules
 
 FLOWS: dict[str, str] = {
     **PRESTASHOP_FLOWS,
@@ -30,9 +28,7 @@ FLOWS: dict[str, str] = {
 
 def register_previews() -> list[str]:
     """Import every flow module of :data:`FLOWS` (registering its preview); returns the flow names."""
-    for reference in FLOWS.values():
-        importlib.import_module(reference.partition(":")[0])
-    return sorted(FLOWS)
+    return import_flow_modules(FLOWS)
 
 
 register_previews()

@@ -1,25 +1,38 @@
-"""The PrestaShop flows of the processor worker, by name (for ``processors.main.FLOWS``).
+"""The PrestaShop flows of the processor worker, by name (merged into ``processors.FLOWS``).
 
-``processors.main.FLOWS`` is the registry ``--flows`` resolves names with; its owner merges this map
-into it (``FLOWS.update(PRESTASHOP_FLOWS)``). Until then the ``module:ATTRIBUTE`` references work as
-``--flows`` values directly. Importing a flow module also registers its ``psinfor rules preview``.
+Each PrestaShop flow is the ``FLOW`` of the module named after it (``processors.prestashop_orders``),
+built by :func:`processors.prestashop_source.bundle_flow`; importing the module also registers its
+``psinfor rules preview``. ``prestashop_orders`` and ``prestashop_order_status`` read the same order
+bundles: run them in separate workers (``--app-id``), see ``processors.prestashop_order_status``.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
-PRESTASHOP_FLOWS: dict[str, str] = {
-    "prestashop_orders": "processors.prestashop_orders:FLOW",
-    "prestashop_payments": "processors.prestashop_payments:FLOW",
-    "prestashop_customers": "processors.prestashop_customers:FLOW",
-    "prestashop_products": "processors.prestashop_products:FLOW",
-}
+_NAMES = (
+    "prestashop_orders",
+    "prestashop_order_status",
+    "prestashop_payments",
+    "prestashop_customers",
+    "prestashop_products",
+)
+
+PRESTASHOP_FLOWS: dict[str, str] = {name: f"processors.{name}:FLOW" for name in _NAMES}
 """Flow name → ``module:ATTRIBUTE`` of its :class:`~processors.runner.Flow`."""
+
+
+def import_flow_modules(flows: Mapping[str, str]) -> list[str]:
+    """Import the module of every ``module:ATTRIBUTE`` in ``flows``; returns the flow names, sorted.
+
+    A flow module registers its ``psinfor rules preview`` when imported.
+    """
+    for reference in flows.values():
+        importlib.import_module(reference.partition(":")[0])
+    return sorted(flows)
 
 
 def register_previews() -> list[str]:
     """Import every PrestaShop flow module (registering its preview); returns the flow names."""
-    for reference in PRESTASHOP_FLOWS.values():
-        importlib.import_module(reference.partition(":")[0])
-    return sorted(PRESTASHOP_FLOWS)
+    return import_flow_modules(PRESTASHOP_FLOWS)

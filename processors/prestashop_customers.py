@@ -27,32 +27,12 @@ Everything else on the topic (notifications, other flows' records) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from connectors.prestashop.models import Address, Configuration, Country, Customer, State
-from pipeline.errors import InvalidMessage
-from pipeline.records import Headers
-from processors.prestashop_source import (
-    SKIP_VERSION,
-    ShopClock,
-    Skipped,
-    canonical_address,
-    configuration_map,
-    decode_for_preview,
-    latest,
-    meta,
-    parse_json,
-    parse_model,
-    shop_id_of,
-    skip_reason,
-)
-from processors.runner import Flow, FlowContext
+from connectors.prestashop.models import Customer
+from processors.prestashop_source import AddressBook, BundleEvent, BundleIdentity, Skipped, bundle_flow, meta
 from rules.engine import Rules
-from rules.preview import register_flow
 from rules.validation import check_email
 from schemas.codec import AvroDatum
 
@@ -64,65 +44,20 @@ EVENT_TYPE = "customer.bundle"
 ENTITY = "customers"
 
 
-class CustomerBundle(BaseModel):
-    """The customer bundle as the poller writes it; every inner record is a PrestaShop source model."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class CustomerBundle(AddressBook):
+    """The customer bundle as the poller writes it: the customer and all its addresses, deleted included."""
 
     customer: Customer
-    addresses: list[Address] = Field(default_factory=list)
-    countries: list[Country] = Field(default_factory=list)
-    states: list[State] = Field(default_factory=list)
-    configuration: list[Configuration] = Field(default_factory=list)
+
+    def identity(self) -> BundleIdentity:
+        """Keyed by the customer; versioned by the latest ``date_upd`` of it and its addresses."""
+        moments = (self.customer.date_upd, *(address.date_upd for address in self.addresses))
+        changed = max((moment for moment in moments if moment is not None), default=None)
+        return BundleIdentity(self.customer.id, changed, "customer.date_upd")
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerEvent:
-    """One customer bundle of one shop (the shop id comes from the record's ``shop_id`` header)."""
-
-    shop_id: str
-    bundle: CustomerBundle
-
-
-CustomerInput = CustomerEvent | Skipped
-
-
-def decode(raw: bytes, headers: Headers) -> CustomerInput:
-    """Raw bytes → :class:`CustomerEvent`, or :class:`Skipped` for notifications and other records.
-
-    InvalidMessage: ``undecodable`` (not JSON), ``wrong_type`` / ``missing_field`` with the field path
-    (``customer.id``) for a bundle the source models refuse.
-    """
-    why = skip_reason(headers, EVENT_TYPE)
-    if why is not None:
-        return Skipped(why)
-    return CustomerEvent(shop_id_of(headers), parse_model(CustomerBundle, parse_json(raw)))
-
-
-def key(event: CustomerInput) -> str:
-    """``{shop_id}:{id_customer}`` (the canonical key); empty for a skipped record (never produced)."""
-    return f"{event.shop_id}:{event.bundle.customer.id}" if isinstance(event, CustomerEvent) else ""
-
-
-def _clock(bundle: CustomerBundle) -> ShopClock:
-    return ShopClock.from_configuration(configuration_map(bundle.configuration), field_path="configuration")
-
-
-def _updated(bundle: CustomerBundle) -> datetime:
-    """The latest local ``date_upd`` of the customer and its addresses (see the module docstring)."""
-    moment = latest(bundle.customer.date_upd, *(address.date_upd for address in bundle.addresses))
-    if moment is None:
-        raise InvalidMessage(
-            "missing_field", "customer.date_upd is empty or a zero date", field_path="customer.date_upd"
-        )
-    return moment
-
-
-def version(event: CustomerInput) -> int:
-    """The latest ``date_upd`` of the customer and its addresses as UTC epoch ms."""
-    if isinstance(event, Skipped):
-        return SKIP_VERSION
-    return _clock(event.bundle).epoch_ms(_updated(event.bundle))
+class CustomerEvent(BundleEvent[CustomerBundle]):
+    """One customer bundle of one shop."""
 
 
 def to_customer(
@@ -137,34 +72,26 @@ def to_customer(
     customer = bundle.customer
     if customer.deleted:
         return None
-    clock = _clock(bundle)
-    updated = clock.utc(_updated(bundle))
+    clock = bundle.clock()
+    identity = bundle.identity()
+    updated = clock.required(identity.changed_at, identity.changed_at_path)
     addresses: list[dict[str, Any]] = []
     phone: str | None = None
     vat_number: str | None = None
     for address in sorted(bundle.addresses, key=lambda a: a.id):
         path = f"addresses[id={address.id}]"
-        if address.id_customer != customer.id:
-            raise InvalidMessage(
-                "invalid_format",
-                f"address {address.id} belongs to customer {address.id_customer}, not {customer.id}",
-                field_path=f"{path}.id_customer",
-            )
+        bundle.check_owner(
+            "address", address.id, "customer", address.id_customer, customer.id, f"{path}.id_customer"
+        )
         if address.deleted:
             continue
-        canonical = canonical_address(address, bundle.countries, bundle.states, rules, field_path=path)
+        canonical = bundle.canonical_address(address, rules, field_path=path)
         addresses.append(canonical)
         phone = phone or canonical["phone"]
         vat_number = vat_number or canonical["vat_number"]
     return {
         "meta": meta(
-            entity=ENTITY,
-            shop_id=shop_id,
-            source_id=str(customer.id),
-            version=int(updated.timestamp() * 1000),
-            occurred_at=updated,
-            ingested_at=ingested_at,
-            correlation_id=correlation_id,
+            ENTITY, shop_id, str(customer.id), updated, ingested_at=ingested_at, correlation_id=correlation_id
         ),
         "customer_key": f"{shop_id}:{customer.id}",
         "email": check_email(customer.email, "customer.email"),
@@ -184,34 +111,7 @@ def to_customer(
     }
 
 
-def to_record(event: CustomerInput, context: FlowContext) -> AvroDatum | None:
-    """The runner's ``to_record``: None for skipped records and deleted customers."""
-    if isinstance(event, Skipped):
-        return None
-    return to_customer(
-        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
-    )
-
-
-FLOW: Flow[CustomerInput] = Flow(
-    name=NAME,
-    sources=(SOURCE_TOPIC,),
-    output=OUTPUT_TOPIC,
-    record=RECORD,
-    decode=decode,
-    to_record=to_record,
-    key=key,
-    version=version,
+CustomerInput = CustomerEvent | Skipped
+decode, key, version, to_record, FLOW = bundle_flow(
+    NAME, SOURCE_TOPIC, OUTPUT_TOPIC, RECORD, EVENT_TYPE, CustomerBundle, CustomerEvent, to_customer
 )
-
-
-def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
-    """``psinfor rules preview --flow prestashop_customers``: a customer bundle file's canonical Customer.
-
-    The shop id is taken as 1; a deleted customer previews as ``{}`` (nothing would be emitted).
-    """
-    event = decode_for_preview(decode, raw, EVENT_TYPE, "a customer bundle")
-    return to_customer(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview") or {}
-
-
-register_flow(NAME, preview)

@@ -39,18 +39,14 @@ Thin notifications and other records on the topic (order_carrier snapshots, paym
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from connectors.prestashop.models import (
-    Address,
     Carrier,
-    Configuration,
-    Country,
     Currency,
     Customer,
     Order,
@@ -58,28 +54,13 @@ from connectors.prestashop.models import (
     OrderDetail,
     OrderPayment,
     OrderState,
-    State,
 )
 from pipeline.errors import InvalidMessage
-from pipeline.records import Headers
-from processors.prestashop_source import (
-    SKIP_VERSION,
-    ShopClock,
-    Skipped,
-    configuration_map,
-    decode_for_preview,
-    meta,
-    parse_json,
-    parse_model,
-    shop_id_of,
-    skip_reason,
-)
-from processors.runner import Flow, FlowContext
+from processors.prestashop_source import AddressBook, BundleEvent, BundleIdentity, Skipped, bundle_flow, meta
 from rules.anomalies import LineObservation
 from rules.canonical_status import OrderStatus
 from rules.currency import Rate
 from rules.engine import Rules
-from rules.preview import register_flow
 from rules.status import ShopStates
 from rules.validation import Totals, check_currency, check_email
 from rules.variants import VariantKey, VariantTable
@@ -96,61 +77,25 @@ _QUANTITY = Decimal("0.0001")
 _TAX_RATE = Decimal("0.001")
 
 
-class OrderBundle(BaseModel):
+class OrderBundle(AddressBook):
     """The order bundle as the poller writes it; every inner record is a PrestaShop source model."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    def identity(self) -> BundleIdentity:
+        """Keyed by the order; versioned by its ``date_upd``."""
+        return BundleIdentity(self.order.id, self.order.date_upd, "order.date_upd")
 
     order: Order
     order_details: list[OrderDetail] = Field(default_factory=list)
     customer: Customer | None = None
-    addresses: list[Address] = Field(default_factory=list)
-    countries: list[Country] = Field(default_factory=list)
-    states: list[State] = Field(default_factory=list)
     currencies: list[Currency] = Field(default_factory=list)
     carrier: Carrier | None = None
     order_carriers: list[OrderCarrier] = Field(default_factory=list)
     order_payments: list[OrderPayment] = Field(default_factory=list)
     order_states: list[OrderState] = Field(default_factory=list)
-    configuration: list[Configuration] = Field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    """One order bundle of one shop (the shop id comes from the record's ``shop_id`` header)."""
-
-    shop_id: str
-    bundle: OrderBundle
-
-
-OrderInput = OrderEvent | Skipped
-
-
-def decode(raw: bytes, headers: Headers) -> OrderInput:
-    """Raw bytes → :class:`OrderEvent`, or :class:`Skipped` for notifications and other records.
-
-    InvalidMessage: ``undecodable`` (not JSON), ``wrong_type`` / ``missing_field`` with the field path
-    (``order.total_paid``) for a bundle the source models refuse.
-    """
-    why = skip_reason(headers, EVENT_TYPE)
-    if why is not None:
-        return Skipped(why)
-    shop_id = shop_id_of(headers)
-    return OrderEvent(shop_id, parse_model(OrderBundle, parse_json(raw)))
-
-
-def key(event: OrderInput) -> str:
-    """``{shop_id}:{id_order}`` (the canonical key); empty for a skipped record (never produced)."""
-    return f"{event.shop_id}:{event.bundle.order.id}" if isinstance(event, OrderEvent) else ""
-
-
-def version(event: OrderInput) -> int:
-    """The order's ``date_upd`` as UTC epoch ms (see ``processors.prestashop_source``)."""
-    if isinstance(event, Skipped):
-        return SKIP_VERSION
-    bundle = event.bundle
-    clock = ShopClock.from_configuration(configuration_map(bundle.configuration), field_path="configuration")
-    return int(clock.required(bundle.order.date_upd, "order.date_upd").timestamp() * 1000)
+class OrderEvent(BundleEvent[OrderBundle]):
+    """One order bundle of one shop."""
 
 
 def to_order(
@@ -168,10 +113,9 @@ def to_order(
     """
     bundle, shop_id = event.bundle, event.shop_id
     order = bundle.order
-    config = configuration_map(bundle.configuration)
-    clock = ShopClock.from_configuration(config, field_path="configuration")
+    config = bundle.settings()
+    clock = bundle.clock()
     updated = clock.required(order.date_upd, "order.date_upd")
-    order_version = int(updated.timestamp() * 1000)
     currency = _currency_code(bundle, order.id_currency, "order.id_currency")
     money = _Money(rules, currency)
 
@@ -221,7 +165,7 @@ def to_order(
 
     billing = _address(bundle, order.id_address_invoice, rules, "order.id_address_invoice")
     shipping = _address(bundle, order.id_address_delivery, rules, "order.id_address_delivery")
-    status = _status(bundle, rules)
+    status = shop_status(bundle, rules)
     enrichment = rules.enrichment.enrich(
         shop_id=shop_id,
         country_code=shipping["country_code"],
@@ -245,13 +189,7 @@ def to_order(
     )
     return {
         "meta": meta(
-            entity=ENTITY,
-            shop_id=shop_id,
-            source_id=str(order.id),
-            version=order_version,
-            occurred_at=updated,
-            ingested_at=ingested_at,
-            correlation_id=correlation_id,
+            ENTITY, shop_id, str(order.id), updated, ingested_at=ingested_at, correlation_id=correlation_id
         ),
         "order_key": f"{shop_id}:{order.id}",
         "reference": _required_text(order.reference, "order.reference"),
@@ -401,34 +339,7 @@ def _address(bundle: OrderBundle, id_address: int, rules: Rules, field_path: str
         raise InvalidMessage(
             "missing_field", f"the bundle has no address {id_address}", field_path=field_path
         )
-    country = next((c for c in bundle.countries if c.id == found.id_country), None)
-    state = next((s for s in bundle.states if s.id == found.id_state), None) if found.id_state else None
-    path = f"addresses[id={id_address}]"
-    standard = rules.address.standardise(
-        country=country.iso_code if country is not None and country.iso_code else found.id_country,
-        lines=[found.address1, found.address2],
-        city=found.city,
-        postal_code=found.postcode,
-        region=(state.iso_code or state.name) if state is not None else None,
-        first_name=found.firstname,
-        last_name=found.lastname,
-        company=found.company,
-        phone=found.phone_mobile or found.phone,
-        vat_number=found.vat_number,
-        field_path=path,
-    )
-    return {
-        "first_name": standard.first_name,
-        "last_name": standard.last_name,
-        "company": standard.company,
-        "lines": list(standard.lines),
-        "postal_code": standard.postal_code,
-        "city": _required_text(standard.city, f"{path}.city"),
-        "region_code": standard.region_code,
-        "country_code": standard.country_code,
-        "phone": standard.phone,
-        "vat_number": standard.vat_number,
-    }
+    return bundle.canonical_address(found, rules, field_path=f"addresses[id={id_address}]")
 
 
 def _customer(bundle: OrderBundle, shop_id: str) -> dict[str, Any]:
@@ -461,9 +372,14 @@ def _carrier(bundle: OrderBundle) -> dict[str, Any] | None:
     }
 
 
-def _status(bundle: OrderBundle, rules: Rules) -> tuple[OrderStatus, dict[str, Any]]:
+def shop_status(bundle: OrderBundle, rules: Rules) -> tuple[OrderStatus, dict[str, Any]]:
+    """The order's status in the three dimensions (``UNKNOWN`` where its state says nothing) and the
+    canonical ``SourceStatus`` of its current state, resolved by config key, then flags (pure).
+
+    InvalidMessage ``unknown_order_state`` / ``unmapped_status`` (``current_state``) as the rules say.
+    """
     current = bundle.order.current_state
-    states = ShopStates.build(bundle.order_states, configuration_map(bundle.configuration))
+    states = ShopStates.build(bundle.order_states, bundle.settings())
     resolved = rules.status.from_prestashop(current, states)
     record = next((s for s in bundle.order_states if s.id == current), None)
     language = bundle.order.id_lang
@@ -484,35 +400,7 @@ def _required_text(value: str, field_path: str) -> str:
 # --- the flow ---------------------------------------------------------------------------------------
 
 
-def to_record(event: OrderInput, context: FlowContext) -> AvroDatum | None:
-    """The runner's ``to_record``: None for skipped records, else :func:`to_order` with the rules."""
-    if isinstance(event, Skipped):
-        return None
-    return to_order(
-        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
-    )
-
-
-FLOW: Flow[OrderInput] = Flow(
-    name=NAME,
-    sources=(SOURCE_TOPIC,),
-    output=OUTPUT_TOPIC,
-    record=RECORD,
-    decode=decode,
-    to_record=to_record,
-    key=key,
-    version=version,
+OrderInput = OrderEvent | Skipped
+decode, key, version, to_record, FLOW = bundle_flow(
+    NAME, SOURCE_TOPIC, OUTPUT_TOPIC, RECORD, EVENT_TYPE, OrderBundle, OrderEvent, to_order
 )
-
-
-def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
-    """``psinfor rules preview --flow prestashop_orders``: the bundle file's canonical Order.
-
-    The file holds the bundle JSON as the poller writes it; the shop id is taken as 1 and the ids of
-    the runtime context are fixed placeholders.
-    """
-    event = decode_for_preview(decode, raw, EVENT_TYPE, "an order bundle")
-    return to_order(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")
-
-
-register_flow(NAME, preview)

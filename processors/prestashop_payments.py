@@ -14,30 +14,14 @@ Everything that is not a payment bundle (order bundles, carrier snapshots, notif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from connectors.prestashop.models import Configuration, Currency, Order, OrderPayment
+from connectors.prestashop.models import Currency, Order, OrderPayment
 from pipeline.errors import InvalidMessage
-from pipeline.records import Headers
-from processors.prestashop_source import (
-    SKIP_VERSION,
-    ShopClock,
-    Skipped,
-    configuration_map,
-    decode_for_preview,
-    meta,
-    parse_json,
-    parse_model,
-    shop_id_of,
-    skip_reason,
-)
-from processors.runner import Flow, FlowContext
+from processors.prestashop_source import Bundle, BundleEvent, BundleIdentity, Skipped, bundle_flow, meta
 from rules.engine import Rules
-from rules.preview import register_flow
 from rules.validation import check_currency
 from schemas.codec import AvroDatum
 
@@ -49,51 +33,20 @@ EVENT_TYPE = "order_payment.bundle"
 ENTITY = "order_payments"
 
 
-class PaymentBundle(BaseModel):
+class PaymentBundle(Bundle):
     """The payment bundle as the poller writes it."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    def identity(self) -> BundleIdentity:
+        """Keyed by the order (a payment travels with it); versioned by ``date_add`` (no date_upd)."""
+        return BundleIdentity(self.order.id, self.order_payment.date_add, "order_payment.date_add")
 
     order_payment: OrderPayment
     order: Order
     currencies: list[Currency] = Field(default_factory=list)
-    configuration: list[Configuration] = Field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentEvent:
+class PaymentEvent(BundleEvent[PaymentBundle]):
     """One payment bundle of one shop."""
-
-    shop_id: str
-    bundle: PaymentBundle
-
-
-PaymentInput = PaymentEvent | Skipped
-
-
-def decode(raw: bytes, headers: Headers) -> PaymentInput:
-    """Raw bytes → :class:`PaymentEvent`, :class:`Skipped` for anything else; InvalidMessage as orders."""
-    why = skip_reason(headers, EVENT_TYPE)
-    if why is not None:
-        return Skipped(why)
-    return PaymentEvent(shop_id_of(headers), parse_model(PaymentBundle, parse_json(raw)))
-
-
-def key(event: PaymentInput) -> str:
-    """The order key ``{shop_id}:{id_order}``: a payment travels with its order."""
-    return f"{event.shop_id}:{event.bundle.order.id}" if isinstance(event, PaymentEvent) else ""
-
-
-def _clock(bundle: PaymentBundle) -> ShopClock:
-    return ShopClock.from_configuration(configuration_map(bundle.configuration), field_path="configuration")
-
-
-def version(event: PaymentInput) -> int:
-    """The payment's ``date_add`` as UTC epoch ms (payments have no date_upd)."""
-    if isinstance(event, Skipped):
-        return SKIP_VERSION
-    paid_at = _clock(event.bundle).required(event.bundle.order_payment.date_add, "order_payment.date_add")
-    return int(paid_at.timestamp() * 1000)
 
 
 def to_payment(event: PaymentEvent, rules: Rules, *, ingested_at: datetime, correlation_id: str) -> AvroDatum:
@@ -107,7 +60,7 @@ def to_payment(event: PaymentEvent, rules: Rules, *, ingested_at: datetime, corr
             f"{order.id} has {order.reference!r}",
             field_path="order_payment.order_reference",
         )
-    paid_at = _clock(bundle).required(payment.date_add, "order_payment.date_add")
+    paid_at = bundle.clock().required(payment.date_add, "order_payment.date_add")
     currency = next((c for c in bundle.currencies if c.id == payment.id_currency), None)
     if currency is None:
         raise InvalidMessage(
@@ -122,13 +75,7 @@ def to_payment(event: PaymentEvent, rules: Rules, *, ingested_at: datetime, corr
         )
     return {
         "meta": meta(
-            entity=ENTITY,
-            shop_id=shop_id,
-            source_id=str(payment.id),
-            version=int(paid_at.timestamp() * 1000),
-            occurred_at=paid_at,
-            ingested_at=ingested_at,
-            correlation_id=correlation_id,
+            ENTITY, shop_id, str(payment.id), paid_at, ingested_at=ingested_at, correlation_id=correlation_id
         ),
         "order_key": f"{shop_id}:{order.id}",
         "amount": {
@@ -143,31 +90,7 @@ def to_payment(event: PaymentEvent, rules: Rules, *, ingested_at: datetime, corr
     }
 
 
-def to_record(event: PaymentInput, context: FlowContext) -> AvroDatum | None:
-    """The runner's ``to_record``: None for skipped records."""
-    if isinstance(event, Skipped):
-        return None
-    return to_payment(
-        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
-    )
-
-
-FLOW: Flow[PaymentInput] = Flow(
-    name=NAME,
-    sources=(SOURCE_TOPIC,),
-    output=OUTPUT_TOPIC,
-    record=RECORD,
-    decode=decode,
-    to_record=to_record,
-    key=key,
-    version=version,
+PaymentInput = PaymentEvent | Skipped
+decode, key, version, to_record, FLOW = bundle_flow(
+    NAME, SOURCE_TOPIC, OUTPUT_TOPIC, RECORD, EVENT_TYPE, PaymentBundle, PaymentEvent, to_payment
 )
-
-
-def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
-    """``psinfor rules preview --flow prestashop_payments``: a payment bundle file's canonical Payment."""
-    event = decode_for_preview(decode, raw, EVENT_TYPE, "a payment bundle")
-    return to_payment(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")
-
-
-register_flow(NAME, preview)

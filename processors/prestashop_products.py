@@ -38,31 +38,15 @@ product's next save (the runner drops an equal version as a duplicate).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.prestashop.models import Combination, Configuration, Currency, Product, PsInt, PsText
+from connectors.prestashop.models import Combination, Currency, Product, PsInt, PsText
 from pipeline.errors import InvalidMessage
-from pipeline.records import Headers
-from processors.prestashop_source import (
-    SKIP_VERSION,
-    ShopClock,
-    Skipped,
-    configuration_map,
-    decode_for_preview,
-    meta,
-    parse_json,
-    parse_model,
-    shop_id_of,
-    skip_reason,
-)
-from processors.runner import Flow, FlowContext
+from processors.prestashop_source import Bundle, BundleEvent, BundleIdentity, Skipped, bundle_flow, meta
 from rules.engine import Rules
-from rules.preview import register_flow
 from rules.validation import check_currency
 from rules.variants import VariantKey, VariantTable
 from schemas.codec import AvroDatum
@@ -93,62 +77,27 @@ class Language(BaseModel):
     iso_code: PsText = ""
 
 
-class ProductBundle(BaseModel):
+class ProductBundle(Bundle):
     """The product bundle as the poller writes it; every inner record is a PrestaShop source model."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    def identity(self) -> BundleIdentity:
+        """Versioned by the product's ``date_upd``; its id keys nothing (each record its SKU)."""
+        return BundleIdentity(self.product.id, self.product.date_upd, "product.date_upd")
 
     product: Product
     combinations: list[Combination] = Field(default_factory=list)
     languages: list[Language] = Field(default_factory=list)
+    """The shop's languages: the product's names are keyed by their ISO 639-1 codes."""
     currencies: list[Currency] = Field(default_factory=list)
-    configuration: list[Configuration] = Field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class ProductEvent:
-    """One product bundle of one shop (the shop id comes from the record's ``shop_id`` header)."""
-
-    shop_id: str
-    bundle: ProductBundle
-
-
-ProductInput = ProductEvent | Skipped
-
-
-def decode(raw: bytes, headers: Headers) -> ProductInput:
-    """Raw bytes → :class:`ProductEvent`, or :class:`Skipped` for notifications and other records.
-
-    InvalidMessage: ``undecodable`` (not JSON), ``wrong_type`` / ``missing_field`` with the field path
-    (``product.price``) for a bundle the source models refuse.
-    """
-    why = skip_reason(headers, EVENT_TYPE)
-    if why is not None:
-        return Skipped(why)
-    return ProductEvent(shop_id_of(headers), parse_model(ProductBundle, parse_json(raw)))
-
-
-def key(event: ProductInput) -> str:
-    """``{shop_id}:{id_product}``: only a fallback, every record is keyed by its SKU (record_key)."""
-    return f"{event.shop_id}:{event.bundle.product.id}" if isinstance(event, ProductEvent) else ""
+class ProductEvent(BundleEvent[ProductBundle]):
+    """One product bundle of one shop."""
 
 
 def record_key(datum: AvroDatum) -> str:
     """The canonical key of one record: its SKU."""
     return str(datum["sku"])
-
-
-def _clock(bundle: ProductBundle) -> ShopClock:
-    return ShopClock.from_configuration(configuration_map(bundle.configuration), field_path="configuration")
-
-
-def version(event: ProductInput) -> int:
-    """The product's ``date_upd`` as UTC epoch ms (see the module docstring's known limit)."""
-    if isinstance(event, Skipped):
-        return SKIP_VERSION
-    return int(
-        _clock(event.bundle).required(event.bundle.product.date_upd, "product.date_upd").timestamp() * 1000
-    )
 
 
 def to_products(
@@ -166,9 +115,8 @@ def to_products(
     """
     bundle, shop_id = event.bundle, event.shop_id
     product = bundle.product
-    config = configuration_map(bundle.configuration)
-    updated = _clock(bundle).required(product.date_upd, "product.date_upd")
-    product_version = int(updated.timestamp() * 1000)
+    config = bundle.settings()
+    updated = bundle.clock().required(product.date_upd, "product.date_upd")
     currency = _default_currency(bundle, config)
     kg_per_unit = _kg_per_unit(config)
     names = _names(bundle)
@@ -179,12 +127,9 @@ def to_products(
     if bundle.combinations:
         for row in sorted(bundle.combinations, key=lambda c: c.id):
             path = f"combinations[id={row.id}]"
-            if row.id_product != product.id:
-                raise InvalidMessage(
-                    "invalid_format",
-                    f"combination {row.id} belongs to product {row.id_product}, not {product.id}",
-                    field_path=f"{path}.id_product",
-                )
+            bundle.check_owner(
+                "combination", row.id, "product", row.id_product, product.id, f"{path}.id_product"
+            )
             sku = row.reference.strip() or product.reference.strip()
             units.append((row, _check_sku(sku, f"{path}.reference", units)))
     else:
@@ -205,11 +150,10 @@ def to_products(
         datums.append(
             {
                 "meta": meta(
-                    entity="combinations" if combination is not None else "products",
-                    shop_id=shop_id,
-                    source_id=str(source.id),
-                    version=product_version,
-                    occurred_at=updated,
+                    "combinations" if combination is not None else "products",
+                    shop_id,
+                    str(source.id),
+                    updated,
                     ingested_at=ingested_at,
                     correlation_id=correlation_id,
                 ),
@@ -317,32 +261,16 @@ def _names(bundle: ProductBundle) -> dict[str, str]:
 # --- the flow ---------------------------------------------------------------------------------------
 
 
-def to_record(event: ProductInput, context: FlowContext) -> list[AvroDatum] | None:
-    """The runner's ``to_record``: None for skipped records, else :func:`to_products` with the rules."""
-    if isinstance(event, Skipped):
-        return None
-    return to_products(
-        event, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
-    )
-
-
-FLOW: Flow[ProductInput] = Flow(
-    name=NAME,
-    sources=(SOURCE_TOPIC,),
-    output=OUTPUT_TOPIC,
-    record=RECORD,
-    decode=decode,
-    to_record=to_record,
-    key=key,
-    version=version,
+ProductInput = ProductEvent | Skipped
+decode, key, version, to_record, FLOW = bundle_flow(
+    NAME,
+    SOURCE_TOPIC,
+    OUTPUT_TOPIC,
+    RECORD,
+    EVENT_TYPE,
+    ProductBundle,
+    ProductEvent,
+    to_products,
     record_key=record_key,
+    preview_as="products",
 )
-
-
-def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
-    """``psinfor rules preview --flow prestashop_products``: ``{"products": [...]}``, one per SKU."""
-    event = decode_for_preview(decode, raw, EVENT_TYPE, "a product bundle")
-    return {"products": to_products(event, rules, ingested_at=datetime.now(UTC), correlation_id="preview")}
-
-
-register_flow(NAME, preview)

@@ -11,25 +11,34 @@ Identity (ARCHITECTURE.md §4): ``meta.version`` is the row's ``date_upd`` (shop
 the shop's ``PS_TIMEZONE``) as UTC epoch milliseconds; ``meta.event_id`` is the UUIDv5 of
 ``PRESTASHOP|<entity>|<shop_id>:<id>|<version>`` under :data:`EVENT_NAMESPACE`. The shop id is part of
 the name because two shops (installations) number their rows independently.
+
+Every PrestaShop flow maps a BUNDLE (one entity's records plus the shop data its mapping needs) and
+differs from the others only in its bundle model, its key, its version and its mapping:
+:class:`BundleFlow` declares those and builds the rest (decode, key, version, ``to_record``, the
+``psinfor rules preview`` function and the runner's :class:`~processors.runner.Flow`).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.prestashop.models import Address, Configuration, Country, State
 from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
+from processors.runner import Flow, FlowContext
 from rules.engine import Rules
+from rules.preview import register_flow
 from rules.validation import invalid_from_validation_error
+from schemas.codec import AvroDatum
 
 SOURCE_SNAPSHOT = "prestashop-poll"
 """``source`` header of the records that carry a payload (see the module docstring)."""
@@ -177,23 +186,28 @@ def event_id(entity: str, shop_id: str, source_id: str, version: int) -> str:
 
 
 def meta(
-    *,
     entity: str,
     shop_id: str,
     source_id: str,
-    version: int,
-    occurred_at: datetime,
+    changed_at: datetime,
+    *,
     ingested_at: datetime,
     correlation_id: str,
+    id_entity: str | None = None,
 ) -> dict[str, Any]:
-    """The canonical ``Meta`` of a PrestaShop record (a first event: no causation)."""
+    """The canonical ``Meta`` of a PrestaShop record (a first event: no causation).
+
+    ``changed_at`` (UTC) is both ``occurred_at`` and, as epoch ms, the ``version``. ``id_entity`` names
+    the entity in the event id when one source row yields records of two kinds (default: ``entity``).
+    """
+    version = int(changed_at.timestamp() * 1000)
     return {
-        "event_id": event_id(entity, shop_id, source_id, version),
+        "event_id": event_id(id_entity or entity, shop_id, source_id, version),
         "source_system": "PRESTASHOP",
         "source_entity": entity,
         "source_id": source_id,
         "version": version,
-        "occurred_at": occurred_at,
+        "occurred_at": changed_at,
         "ingested_at": ingested_at,
         "correlation_id": correlation_id,
         "causation_id": None,
@@ -247,7 +261,175 @@ def canonical_address(
     }
 
 
-def latest(*moments: datetime | None) -> datetime | None:
-    """The latest of the non-empty ``moments`` (None when all are empty)."""
-    present = [moment for moment in moments if moment is not None]
-    return max(present) if present else None
+# --- the bundle flow builder -------------------------------------------------------------------------
+
+
+class BundleIdentity(NamedTuple):
+    """What keys and versions one bundle: the id in its key, its shop-local change time, that field."""
+
+    key_id: int
+    """The id in the canonical key ``{shop_id}:{key_id}``."""
+    changed_at: datetime | None
+    """Shop-local time of the change that made this bundle (the version); None: empty or a zero date."""
+    changed_at_path: str
+    """The field path an empty ``changed_at`` is reported under."""
+
+
+class Bundle(BaseModel, ABC):
+    """Base of the bundle models: tolerant of fields the poller may add, immutable once read.
+
+    A subclass declares the bundle's records (each a PrestaShop source model) and its :meth:`identity`.
+    Every bundle carries the shop's configuration rows its mapping needs (``PS_TIMEZONE`` at least:
+    every version is a shop-local time).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    configuration: list[Configuration] = Field(default_factory=list)
+
+    @abstractmethod
+    def identity(self) -> BundleIdentity:
+        """The bundle's key id and version time."""
+
+    @staticmethod
+    def check_owner(
+        what: str, row_id: int, owner: str, owner_id: int, expected_id: int, field_path: str
+    ) -> None:
+        """InvalidMessage ``invalid_format`` at ``field_path`` when a bundled row belongs to another record.
+
+        E.g. ``check_owner("address", 5, "customer", address.id_customer, customer.id, path)``: a bundle
+        mixing two owners' rows would map one owner's data onto the other.
+        """
+        if owner_id != expected_id:
+            raise InvalidMessage(
+                "invalid_format",
+                f"{what} {row_id} belongs to {owner} {owner_id}, not {expected_id}",
+                field_path=field_path,
+            )
+
+    def settings(self) -> dict[str, str]:
+        """The bundle's configuration rows as name → value (see :func:`configuration_map`)."""
+        return configuration_map(self.configuration)
+
+    def clock(self) -> ShopClock:
+        """The shop's clock (``PS_TIMEZONE``); InvalidMessage when the bundle lacks it or names no zone."""
+        return ShopClock.from_configuration(self.settings(), field_path="configuration")
+
+
+class AddressBook(Bundle, ABC):
+    """A bundle carrying addresses with the countries and states they name (orders, customers)."""
+
+    addresses: list[Address] = Field(default_factory=list)
+    countries: list[Country] = Field(default_factory=list)
+    states: list[State] = Field(default_factory=list)
+
+    def canonical_address(self, address: Address, rules: Rules, *, field_path: str) -> dict[str, Any]:
+        """``address`` as a canonical ``Address`` datum (see :func:`canonical_address`)."""
+        return canonical_address(address, self.countries, self.states, rules, field_path=field_path)
+
+
+BundleT = TypeVar("BundleT", bound=Bundle)
+BundleEventT = TypeVar("BundleEventT", bound="BundleEvent[Any]")
+BundleEventT_contra = TypeVar("BundleEventT_contra", bound="BundleEvent[Any]", contravariant=True)
+
+MappedRecords: TypeAlias = AvroDatum | Sequence[AvroDatum] | None
+"""What a bundle mapping returns: one canonical datum, one per sellable unit, or None (nothing)."""
+MappedT = TypeVar("MappedT", bound=MappedRecords)
+MappedT_co = TypeVar("MappedT_co", bound=MappedRecords, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BundleEvent(Generic[BundleT]):
+    """One bundle of one shop (the shop id comes from the record's ``shop_id`` header).
+
+    Each flow names its own subclass (``OrderEvent``), so an event says which bundle it carries.
+    """
+
+    shop_id: str
+    bundle: BundleT
+
+
+class BundleMapping(Protocol[BundleEventT_contra, MappedT_co]):
+    """A flow's pure mapping: ``to_order(event, rules, *, ingested_at, correlation_id)``."""
+
+    def __call__(
+        self, event: BundleEventT_contra, rules: Rules, /, *, ingested_at: datetime, correlation_id: str
+    ) -> MappedT_co: ...
+
+
+class BundleFlow(NamedTuple, Generic[BundleEventT, MappedT]):
+    """A built bundle flow: the functions its module exports and the runner's :class:`Flow` of them."""
+
+    decode: Callable[[bytes, Headers], BundleEventT | Skipped]
+    key: Callable[[BundleEventT | Skipped], str]
+    version: Callable[[BundleEventT | Skipped], int]
+    to_record: Callable[[BundleEventT | Skipped, FlowContext], MappedT | None]
+    flow: Flow[BundleEventT | Skipped]
+
+
+def bundle_flow(
+    name: str,
+    source: str,
+    output: str,
+    record: str,
+    event_type: str,
+    bundle: type[BundleT],
+    event: Callable[[str, BundleT], BundleEventT],
+    mapping: BundleMapping[BundleEventT, MappedT],
+    *,
+    record_key: Callable[[AvroDatum], str] | None = None,
+    preview_as: str = "records",
+) -> BundleFlow[BundleEventT, MappedT]:
+    """Build the PrestaShop flow ``name`` mapping ``event_type`` bundles of ``source`` to ``output``.
+
+    Every bundle flow behaves alike: a record whose ``source`` header is not the poller's snapshot, or
+    whose ``event_type`` is another flow's, decodes to :class:`Skipped` (version :data:`SKIP_VERSION`,
+    ``to_record`` None: counted skipped). A bundle decodes with its ``shop_id`` header checked first
+    (InvalidMessage ``missing_field``), then the JSON (``undecodable``), then the ``bundle`` model
+    (``wrong_type`` / ``missing_field`` naming the field path), and becomes ``event(shop_id, bundle)``.
+    The key is ``{shop_id}:{key_id}`` and the version the bundle's change time on the shop's clock as
+    UTC epoch ms (:meth:`Bundle.identity`). ``to_record`` is ``mapping`` with the worker's rules.
+
+    Registers the flow's ``psinfor rules preview`` (a bundle file as shop 1's, ingested now; a
+    multi-record mapping previews as ``{preview_as: [...]}``, a mapping to nothing as ``{}``).
+    """
+
+    def decode(raw: bytes, headers: Headers) -> BundleEventT | Skipped:
+        why = skip_reason(headers, event_type)
+        if why is not None:
+            return Skipped(why)
+        shop_id = shop_id_of(headers)
+        return event(shop_id, parse_model(bundle, parse_json(raw)))
+
+    def key(decoded: BundleEventT | Skipped) -> str:
+        if isinstance(decoded, Skipped):
+            return ""  # never produced: a skipped record emits nothing
+        return f"{decoded.shop_id}:{decoded.bundle.identity().key_id}"
+
+    def version(decoded: BundleEventT | Skipped) -> int:
+        if isinstance(decoded, Skipped):
+            return SKIP_VERSION
+        found: Bundle = decoded.bundle
+        clock = found.clock()
+        identity = found.identity()
+        return int(clock.required(identity.changed_at, identity.changed_at_path).timestamp() * 1000)
+
+    def to_record(decoded: BundleEventT | Skipped, context: FlowContext) -> MappedT | None:
+        if isinstance(decoded, Skipped):
+            return None
+        return mapping(
+            decoded, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
+        )
+
+    def preview(raw: bytes, rules: Rules) -> dict[str, Any]:
+        decoded = decode_for_preview(decode, raw, event_type, f"a {event_type}")
+        mapped = mapping(decoded, rules, ingested_at=datetime.now(UTC), correlation_id="preview")
+        if mapped is None:
+            return {}
+        return mapped if isinstance(mapped, dict) else {preview_as: list(mapped)}
+
+    register_flow(name, preview)
+    flow: Flow[BundleEventT | Skipped] = Flow(
+        name, (source,), output, record, decode, to_record, key, version, record_key
+    )
+    return BundleFlow(decode, key, version, to_record, flow)
