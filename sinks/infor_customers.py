@@ -58,6 +58,7 @@ from rules.address import clean
 from rules.engine import Rules
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
+from sinks.echo import INFOR, EchoGuard, EchoSubject, keep_m3_fields, open_echo_guard
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ class CustomerUpsert:
     customer: Customer
     erp_id: str = ""
     field_paths: Mapping[str, str] = field(default_factory=dict)
+    echo: EchoSubject | None = None
+    """What the echo guard screens (:mod:`sinks.echo`); None when the sink runs without one."""
 
     @property
     def has_address(self) -> bool:
@@ -548,27 +551,55 @@ class InforCustomersSink:
         *,
         cono: str,
         options: InforSinkOptions | None = None,
+        echo: EchoGuard | None = None,
     ) -> None:
         self._resolver = resolver
         self._links = links
         self._rules = rules
         self._cono = cono
         self._options = options or InforSinkOptions()
+        self._echo = echo
 
     def decode(self, datum: AvroDatum, context: SinkContext) -> CustomerUpsert | Skip:
         """The M3 customer of ``datum``; Skip ``echo`` for records that came from Infor."""
         if str(datum["meta"]["source_system"]) == "INFOR" or str(datum["customer_key"]).startswith("infor:"):
             return Skip("echo")
-        return to_customer_upsert(
+        upsert = to_customer_upsert(
             datum,
             self._rules,
             prefix=self._options.customer_number_prefix,
             default_shop_id=self._options.default_shop_id,
         )
+        return upsert if self._echo is None else replace(upsert, echo=self._echo.subject(datum))
 
     async def apply(self, model: CustomerUpsert, context: SinkContext) -> Applied:
-        """Create or change the M3 customer, then write its link; ``deferred`` without an address."""
-        resolution = await self._resolver.resolve(model, update=True, create=model.has_address)
+        """Create or change the M3 customer, then write its link; ``deferred`` without an address.
+
+        With an echo guard, only the facts it names are changed, and a shop record that only repeats
+        what the pipeline wrote into the shop is outcome ``echo`` (see :mod:`sinks.echo`).
+        """
+        if self._echo is None or model.echo is None:
+            return await self._upsert(model, model, context)
+        screening = await self._echo.screen(model.echo)
+        if screening.skip:
+            self._echo.handled(screening)
+            return Applied(screening.outcome, {"customer_key": model.customer_key})
+        await self._echo.will_write(screening, context.correlation_id)
+        kept = keep_m3_fields(model.customer, screening.verdict.write)
+        narrowed = model if kept == model.customer else replace(model, customer=kept)
+        applied = await self._upsert(narrowed, model, context)
+        if applied.outcome != "deferred":
+            self._echo.handled(screening)
+        return applied
+
+    async def _upsert(self, model: CustomerUpsert, whole: CustomerUpsert, context: SinkContext) -> Applied:
+        """Change ``model``'s fields of an existing M3 customer; create a missing one from ``whole``."""
+        if model is whole:
+            resolution = await self._resolver.resolve(model, update=True, create=model.has_address)
+        else:
+            resolution = await self._resolver.resolve(model, update=True, create=False)
+            if resolution is None:
+                resolution = await self._resolver.resolve(whole, update=True, create=whole.has_address)
         if resolution is None:
             return Applied("deferred", {"why": "no_address"})
         if resolution.found_by != "link":
@@ -650,10 +681,13 @@ def build_with(
         async with (
             open_m3(resources.settings, options) as m3,
             open_links(resources, stage=NAME, sync_timeout_s=options.links_sync_timeout_s) as links,
+            open_echo_guard(resources, target=INFOR, stage=NAME) as echo,
         ):
             resolver = CustomerResolver(m3.adapter, cono=m3.cono, links=links)
             writer = LinkWriter(resources.producer, resources.topic(LINKS_TOPIC), links)
-            yield InforCustomersSink(resolver, writer, resources.rules, cono=m3.cono, options=options)
+            yield InforCustomersSink(
+                resolver, writer, resources.rules, cono=m3.cono, options=options, echo=echo
+            )
 
     return opened()
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from connectors.prestashop.client import PrestaShopClient
@@ -39,6 +39,7 @@ from connectors.prestashop.xml_writes import XmlValue
 from pipeline.errors import InvalidMessage
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
+from sinks.echo import PRESTASHOP, EchoGuard, EchoSubject, keep_shop_fields, open_echo_guard
 from sinks.prestashop_target import TARGET, facts, is_from_shop, open_shop_client
 
 NAME = "prestashop-customers"
@@ -106,6 +107,8 @@ class CustomerMaster:
     last_name: str
     company: str | None
     address: AddressMaster | None
+    echo: EchoSubject | None = None
+    """What the echo guard screens (:mod:`sinks.echo`); None when the sink runs without one."""
 
 
 def to_customer_master(datum: AvroDatum, *, shop_id: int) -> CustomerMaster | Skip:
@@ -302,19 +305,41 @@ class CustomerSink:
     record = RECORD
     coalesce_s: float | None = None
 
-    def __init__(self, client: PrestaShopClient, *, shop_id: int) -> None:
+    def __init__(self, client: PrestaShopClient, *, shop_id: int, echo: EchoGuard | None = None) -> None:
         self._client = client
         self._shop_id = shop_id
+        self._echo = echo
 
     def decode(self, datum: AvroDatum, context: SinkContext) -> CustomerMaster | Skip:
         """See :func:`to_customer_master`."""
-        return to_customer_master(datum, shop_id=self._shop_id)
+        model = to_customer_master(datum, shop_id=self._shop_id)
+        if self._echo is None or isinstance(model, Skip):
+            return model
+        return replace(model, echo=self._echo.subject(datum))
 
     async def apply(self, model: CustomerMaster, context: SinkContext) -> Applied:
-        """Change what differs (customer first, then the address); ``unchanged`` when nothing does."""
+        """Change what differs (customer first, then the address); ``unchanged`` when nothing does.
+
+        With an echo guard, only the facts it names are changed, and an ERP record that only repeats
+        what the pipeline wrote into M3 is outcome ``echo`` (see :mod:`sinks.echo`).
+        """
+        if self._echo is None or model.echo is None:
+            return await self._apply(model)
+        screening = await self._echo.screen(model.echo)
+        if screening.skip:
+            self._echo.handled(screening)
+            return Applied(screening.outcome, facts(customer_key=model.customer_key))
+        await self._echo.will_write(screening, context.correlation_id)
+        applied = await self._apply(model, keep_shop_fields(model, screening.verdict.write))
+        self._echo.handled(screening)
+        return applied
+
+    async def _apply(self, model: CustomerMaster, owned: CustomerMaster | None = None) -> Applied:
+        """Find ``model``'s shop customer, then write what ``owned`` (default: all of it) says differently."""
         customer = await self._shop_customer(model)
         if customer is None:
             return Applied("no_shop_customer", facts(customer_key=model.customer_key))
+        model = owned or model
         changes = customer_changes(customer, model)
         if changes:
             await self._client.update_customer(customer.id, changes)
@@ -386,5 +411,8 @@ class CustomerSink:
 async def build(resources: SinkResources) -> AsyncIterator[CustomerSink]:
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
-    async with open_shop_client(shop) as client:
-        yield CustomerSink(client, shop_id=shop.shop_id)
+    async with (
+        open_shop_client(shop) as client,
+        open_echo_guard(resources, target=PRESTASHOP, stage=NAME) as echo,
+    ):
+        yield CustomerSink(client, shop_id=shop.shop_id, echo=echo)
