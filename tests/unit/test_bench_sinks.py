@@ -308,6 +308,10 @@ def test_the_quota_report_shows_utilisation_429_share_orders_per_minute_and_the_
     broken = replace(run, created=97, duplicates=1, dead_lettered=2)
     assert broken.failed == 6
     assert broken.lines()[-1].endswith("6 orders failed")
+    # Above the quota rate: only possible while the window that started empty still counts; said so.
+    early = replace(run, seconds=80.0)
+    assert early.utilisation == pytest.approx(950 / 80 * 60 / 600)
+    assert early.lines()[-1].startswith("note             the sliding window starts empty")
 
 
 def test_decimal_quantities_keep_the_schema_scale() -> None:
