@@ -137,7 +137,7 @@ class BenchConfig:
 
     bootstrap: str
     registry: str
-    records: int = 1000
+    records: int = 600
     latency_ms: int = 20
     keys_in_flight: tuple[int, ...] = (16, 64)
     kinds: tuple[str, ...] = KIND_NAMES
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", required=True, help="host:port of the broker")
     parser.add_argument("--registry", required=True, help="Confluent-compatible registry base URL")
     parser.add_argument(
-        "--records", type=_at_least(1), default=1000, help="records per kind (default %(default)s)"
+        "--records", type=_at_least(1), default=600, help="records per kind (default %(default)s)"
     )
     parser.add_argument(
         "--latency-ms",

@@ -62,7 +62,7 @@ def test_defaults_run_every_kind_at_16_and_64_keys_with_20_ms_and_the_600_per_mi
     config = parse_args(BROKER)
     assert config.kinds == KIND_NAMES == ("stock", "status", "orders")
     assert config.keys_in_flight == (16, 64)
-    assert (config.records, config.latency_ms, config.quota) == (1000, 20, 600)
+    assert (config.records, config.latency_ms, config.quota) == (600, 20, 600)
     assert config.quota_limiter_rpm == 600  # the sink is told the quota, as configured in production
 
 
