@@ -27,6 +27,7 @@ from pipeline.settings import Settings, load_settings
 from processors import FLOWS
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
 from processors.erp_links import LINKS_TOPIC, ErpLinkStore
+from processors.history import DEFAULT_SEED_TAIL, HISTORY_TOPICS, AnomalyHistory, seed_history
 from processors.runner import Flow, register_flow
 from rules.engine import Rules, load_rules
 
@@ -184,8 +185,19 @@ def options_from(args: argparse.Namespace) -> ProcessorOptions:
     )
 
 
-def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str]) -> int:
-    """Build the app, register the flows and run the worker until it is stopped; returns the exit code."""
+def run(
+    settings: Settings,
+    options: ProcessorOptions,
+    flow_refs: Sequence[str],
+    *,
+    history_tail: int = DEFAULT_SEED_TAIL,
+) -> int:
+    """Build the app, register the flows and run the worker until it is stopped; returns the exit code.
+
+    The flows share one :class:`~processors.history.AnomalyHistory`; when one of them emits a record
+    the history keeps (orders, products, inventory), it is first seeded from the last ``history_tail``
+    records of each partition of those canonical topics (RetryableError when they cannot be read).
+    """
     import faust
 
     configure_logging(settings.service, stage=STAGE, secrets=settings.secret_values())
@@ -198,8 +210,12 @@ def run(settings: Settings, options: ProcessorOptions, flow_refs: Sequence[str])
     try:
         flows = [resolve_flow(ref, resources) for ref in refs]
         app: ProcessorApp = build_app(settings, options, rules)
+        history = AnomalyHistory(rules.anomalies.order_value_window)
+        if history_tail > 0 and any(flow.record in HISTORY_TOPICS for flow in flows):
+            actual = {record: options.topic(name) for record, name in HISTORY_TOPICS.items()}
+            seed_history(history, settings.kafka, app.registry, actual, per_partition=history_tail)
         for flow in flows:
-            register_flow(app, flow)
+            register_flow(app, flow, history=history)
     except BaseException:
         resources.close()
         raise

@@ -28,9 +28,14 @@ Mapping (rules via :class:`~rules.engine.Rules`, never re-implemented here):
   default currency is the base currency, else the rules' table), null when already in base currency;
 * addresses standardised (ISO country from the country record, ISO 3166-2 region from the state);
 * the three status dimensions from the current state, resolved by config key then flags;
-* enrichment (shipping country, the line's PrestaShop warehouse) and anomaly flags (quantity above
-  the absolute maximum, unit price far from the catalogue price ``original_product_price``). The
-  order-value outlier needs a per-shop history this stateless flow does not keep.
+* enrichment (shipping country, the line's PrestaShop warehouse) and anomaly flags with reasons:
+  quantity above the absolute maximum; unit price far from the catalogue price (the line's own
+  ``original_product_price``, else the latest canonical product price of the SKU in the order's
+  currency, from the worker's history); the order value in the base currency a robust-z outlier
+  among the shop's recent orders (from the history, once it holds ``min_history`` of them). The
+  history flags are advisory: they depend on what the worker emitted and seeded before
+  (``processors.history``), so a replay may flag and route an order differently; its event id is the
+  same.
 
 Thin notifications and other records on the topic (order_carrier snapshots, payment bundles) are
 :class:`~processors.prestashop_source.Skipped`.
@@ -56,6 +61,7 @@ from connectors.prestashop.models import (
     OrderState,
 )
 from pipeline.errors import InvalidMessage
+from processors.history import AnomalyHistory
 from processors.prestashop_source import AddressBook, BundleEvent, BundleIdentity, Skipped, bundle_flow, meta
 from rules.anomalies import LineObservation
 from rules.canonical_status import OrderStatus
@@ -105,11 +111,13 @@ def to_order(
     ingested_at: datetime,
     correlation_id: str,
     variants: VariantTable | None = None,
+    history: AnomalyHistory | None = None,
 ) -> AvroDatum:
     """The canonical ``Order`` datum of one bundle (pure; raises InvalidMessage for a bad bundle).
 
     ``variants`` is the product flows' SKU table when the caller has one; without it a line's SKU is
-    the reference on the line, as the rules allow.
+    the reference on the line, as the rules allow. ``history`` (read only) is the worker's memory of
+    recent orders and catalogue prices; without it only the flags the bundle itself supports are set.
     """
     bundle, shop_id = event.bundle, event.shop_id
     order = bundle.order
@@ -172,17 +180,20 @@ def to_order(
         customer_group=None,
         prestashop_warehouse=next((d.id_warehouse for d in _details(bundle) if d.id_warehouse), None),
     )
+    order_key = f"{shop_id}:{order.id}"
+    # The shop's order values are compared in the base currency (what the history keeps).
+    value = order.total_paid_tax_incl
     anomalies = rules.anomalies.check_order(
-        value=order.total_paid_tax_incl,
-        currency=currency,
+        value=value if rate.is_identity else rules.currency.to_base(value, rate),
+        currency=rate.base_currency,
         shop_id=shop_id,
-        value_history=(),
+        value_history=history.order_values(shop_id, excluding=order_key) if history is not None else (),
         lines=[
             LineObservation(
                 sku=line["sku"],
                 quantity=detail.product_quantity,
                 unit_price=detail.unit_price_tax_excl,
-                catalogue_price=detail.original_product_price or None,
+                catalogue_price=_catalogue_price(detail, line["sku"], currency, shop_id, history),
             )
             for line, detail in zip(lines, _details(bundle), strict=True)
         ],
@@ -191,7 +202,7 @@ def to_order(
         "meta": meta(
             ENTITY, shop_id, str(order.id), updated, ingested_at=ingested_at, correlation_id=correlation_id
         ),
-        "order_key": f"{shop_id}:{order.id}",
+        "order_key": order_key,
         "reference": _required_text(order.reference, "order.reference"),
         "cart_id": str(order.id_cart) if order.id_cart else None,
         "customer": _customer(bundle, shop_id),
@@ -317,6 +328,20 @@ def _sku(detail: OrderDetail, shop_id: str, rules: Rules, table: VariantTable, f
         if exc.reason == "unknown_sku" and exc.details.get("sku"):
             return exc.details["sku"]
         raise
+
+
+def _catalogue_price(
+    detail: OrderDetail, sku: str, currency: str, shop_id: str, history: AnomalyHistory | None
+) -> Decimal | None:
+    """The line's catalogue unit price (tax excluded), or None when unknown.
+
+    PrestaShop's own ``original_product_price`` (the catalogue price when the order was placed, in
+    the order's currency) comes first; orders created through the webservice often lack it (0), and
+    then the latest canonical product price of the SKU serves, when it is in the order's currency.
+    """
+    if detail.original_product_price:
+        return detail.original_product_price
+    return history.catalogue_price(sku, shop_id, currency) if history is not None else None
 
 
 def _currency_code(bundle: OrderBundle, id_currency: int, field_path: str) -> str:

@@ -20,13 +20,14 @@ differs from the others only in its bundle model, its key, its version and its m
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -350,7 +351,11 @@ class BundleEvent(Generic[BundleT]):
 
 
 class BundleMapping(Protocol[BundleEventT_contra, MappedT_co]):
-    """A flow's pure mapping: ``to_order(event, rules, *, ingested_at, correlation_id)``."""
+    """A flow's pure mapping: ``to_order(event, rules, *, ingested_at, correlation_id)``.
+
+    A mapping that also declares a ``history`` parameter is given the worker's
+    :class:`~processors.history.AnomalyHistory` (``FlowContext.history``) to read.
+    """
 
     def __call__(
         self, event: BundleEventT_contra, rules: Rules, /, *, ingested_at: datetime, correlation_id: str
@@ -393,6 +398,7 @@ def bundle_flow(
     Registers the flow's ``psinfor rules preview`` (a bundle file as shop 1's, ingested now; a
     multi-record mapping previews as ``{preview_as: [...]}``, a mapping to nothing as ``{}``).
     """
+    reads_history = "history" in inspect.signature(mapping).parameters
 
     def decode(raw: bytes, headers: Headers) -> BundleEventT | Skipped:
         why = skip_reason(headers, event_type)
@@ -417,6 +423,15 @@ def bundle_flow(
     def to_record(decoded: BundleEventT | Skipped, context: FlowContext) -> MappedT | None:
         if isinstance(decoded, Skipped):
             return None
+        if reads_history:
+            with_history = cast(Callable[..., MappedT], mapping)
+            return with_history(
+                decoded,
+                context.rules,
+                ingested_at=context.ingested_at,
+                correlation_id=context.correlation_id,
+                history=context.history,
+            )
         return mapping(
             decoded, context.rules, ingested_at=context.ingested_at, correlation_id=context.correlation_id
         )

@@ -18,6 +18,7 @@ seconds, whichever comes first), in source order::
       AvroCodec.encode(datum, topic)  InvalidMessage(schema_violation) → DLQ as above
       produce(topic, record_key(datum) or key(model), value,
               headers: event_id, correlation_id, causation_id, flow)
+      history.observe(record, datum)  only a datum of the output topic (processors.history)
     ... then wait until every canonical and DLQ record of the batch was acknowledged, write the
     new versions to the table's changelog and wait for those acks, and only then ack the events.
 
@@ -64,6 +65,7 @@ from pipeline.producer import Delivery, PipelineProducer
 from pipeline.records import Headers, SourceRecord
 from pipeline.retry import Backoff
 from processors.app import ProcessorApp
+from processors.history import AnomalyHistory
 from processors.offsets import Admission, DurableCommitConsumer, GroupStartOffsets
 from processors.staleness import VersionTable, declare_versions_table, source_partitions
 from rules.anomalies import Anomaly
@@ -120,6 +122,9 @@ class FlowContext:
     """The source's own event id (webhook id, BOD id, IMS message id) or ``topic:partition:offset``."""
     rules: Rules = field(default_factory=packaged_rules)
     """The transformation rules, loaded once by ``main()`` (``PSINFOR_RULES__PATH``; default: packaged)."""
+    history: AnomalyHistory = field(default_factory=AnomalyHistory)
+    """What the worker emitted recently (read only; anomaly flags from it are advisory, see
+    ``processors.history``); default: empty."""
 
     @property
     def ingested_at(self) -> datetime:
@@ -237,9 +242,12 @@ class FlowRunner(Generic[ModelT]):
         rules: Rules | None = None,
         review_output: str | None = None,
         delivery_timeout_s: float = 300.0,
+        history: AnomalyHistory | None = None,
     ) -> None:
         """``rules`` default to the packaged ones; ``review_output`` is the actual topic of the rules'
-        review topic when this flow's record is the one it carries (None: this flow never routes)."""
+        review topic when this flow's record is the one it carries (None: this flow never routes);
+        ``history`` is the worker's shared :class:`AnomalyHistory` (default: one of this runner's own),
+        fed with every datum produced on the flow's output topic."""
         self.flow = flow
         self.stage = f"processor-{flow.name.replace('_', '-')}"
         self._output = output
@@ -252,6 +260,9 @@ class FlowRunner(Generic[ModelT]):
         self._rules = rules if rules is not None else packaged_rules()
         self._review_output = review_output
         self._delivery_timeout_s = delivery_timeout_s
+        self._history = (
+            history if history is not None else AnomalyHistory(self._rules.anomalies.order_value_window)
+        )
         self._counters: dict[tuple[str, str], Any] = {}
 
     async def handle(self, records: Sequence[SourceRecord]) -> None:
@@ -315,7 +326,7 @@ class FlowRunner(Generic[ModelT]):
         last = known[1] if known is not None else self._versions.last(record.key)
         if last is not None and version <= last:
             return "duplicate" if version == last else "stale"
-        context = _context(record, self._rules)
+        context = _context(record, self._rules, self._history)
         result = flow.to_record(model, context)
         if result is None:
             return "skipped"
@@ -324,19 +335,19 @@ class FlowRunner(Generic[ModelT]):
             return "skipped"
         # Key, route and encode every datum before producing any: an InvalidMessage for one of them
         # dead-letters the whole event with nothing of it on the canonical topic.
-        outgoing: list[tuple[str, bytes, bytes, str]] = []
+        outgoing: list[tuple[str, bytes, bytes, str, AvroDatum]] = []
         reviewed = False
         for datum in datums:
             key = flow.record_key(datum) if flow.record_key is not None else flow.key(model)
             topic = self._destination(datum)
             reviewed = reviewed or topic != self._output
             outgoing.append(
-                (topic, key.encode(), self._codec.encode(datum, topic), str(datum["meta"]["event_id"]))
+                (topic, key.encode(), self._codec.encode(datum, topic), str(datum["meta"]["event_id"]), datum)
             )
         correlation = context.correlation_id.encode()
         causation = context.source_event_id.encode()
         flow_name = flow.name.encode()
-        for topic, key_bytes, value, event_id in outgoing:
+        for topic, key_bytes, value, event_id, datum in outgoing:
             headers = [
                 ("event_id", event_id.encode()),
                 ("correlation_id", correlation),
@@ -349,6 +360,9 @@ class FlowRunner(Generic[ModelT]):
             except BaseException:
                 delivery.on_delivery(Delivery(topic, -1, -1, None))  # never queued: uncount it
                 raise
+            if topic == self._output:
+                # What a restart seeds back from the canonical topic; a datum held for review is not.
+                self._history.observe(flow.record, datum)
         emitted[record.key] = (record.partition, version)
         return "review" if reviewed else "ok"
 
@@ -401,7 +415,7 @@ class FlowRunner(Generic[ModelT]):
         counter.inc()
 
 
-def _context(record: SourceRecord, rules: Rules) -> FlowContext:
+def _context(record: SourceRecord, rules: Rules, history: AnomalyHistory) -> FlowContext:
     source_event_id = None
     for name in _SOURCE_EVENT_HEADERS:
         value = record.header(name)
@@ -417,6 +431,7 @@ def _context(record: SourceRecord, rules: Rules) -> FlowContext:
         else str(uuid.uuid5(_CORRELATION_NAMESPACE, coordinates)),
         source_event_id=source_event_id or coordinates,
         rules=rules,
+        history=history,
     )
 
 
@@ -436,8 +451,12 @@ def source_record(message: Any) -> SourceRecord:
     )
 
 
-def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
+def register_flow(
+    app: ProcessorApp, flow: Flow[Any], history: AnomalyHistory | None = None
+) -> FlowRunner[Any]:
     """Add ``flow`` to the faust app: its raw-bytes source topics, version table and agent.
+
+    ``history``: the worker's shared :class:`AnomalyHistory` (see :class:`FlowRunner`).
 
     Reads the source topics' partition count from the broker (the version table is co-partitioned
     with them); raises ConfigError when a source topic is missing or the sources differ.
@@ -459,6 +478,7 @@ def register_flow(app: ProcessorApp, flow: Flow[Any]) -> FlowRunner[Any]:
         backoff=Backoff(app.settings.retry),
         rules=app.rules,
         review_output=review_output,
+        history=history,
     )
     topic = app.faust.topic(
         *sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"

@@ -1,9 +1,11 @@
 """Anomaly flags: pure checks that return :class:`Anomaly` values, and the routing rule for flagged orders.
 
 Every check is a pure function of the value under test and the state the caller passes in (the shop's
-recent order values, the SKU's recent line quantities, the catalogue price, the previous stock level).
-Keeping that state is the caller's job (a faust table, or :class:`RollingWindow` in one process), so the
-same inputs always give the same flags, in tests and on replay.
+recent order values, the SKU's recent line quantities, the catalogue price, the previous stock level),
+so the same inputs always give the same flags. Keeping that state is the caller's job: the processors
+keep it in ``processors.history.AnomalyHistory`` (what the worker emitted, seeded from the canonical
+topics at start), which is why flags are advisory: a replay against another history may flag
+differently.
 
 The order-value check is a robust z-score: ``0.6745 · (x - median) / MAD`` over the window, which a few
 earlier outliers cannot mask the way they mask a mean/standard-deviation z-score. A window whose MAD is
@@ -13,7 +15,6 @@ still scores high instead of dividing by zero.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,24 +55,6 @@ def robust_z(value: Decimal, history: Sequence[Decimal]) -> Decimal:
     mad = median([abs(item - centre) for item in history])
     mad = max(mad, abs(centre) * _MAD_FLOOR_SHARE, _MAD_FLOOR)
     return _MAD_TO_SIGMA * (value - centre) / mad
-
-
-class RollingWindow:
-    """The last ``size`` values per key, in memory (a simple state holder for one process and tests)."""
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("window size must be positive")
-        self._size = size
-        self._values: dict[str, deque[Decimal]] = {}
-
-    def values(self, key: str) -> list[Decimal]:
-        """The values recorded for ``key``, oldest first."""
-        return list(self._values.get(key, ()))
-
-    def add(self, key: str, value: Decimal) -> None:
-        """Record ``value`` for ``key``, dropping the oldest beyond the window size."""
-        self._values.setdefault(key, deque(maxlen=self._size)).append(value)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from rules.anomalies import (
     STOCK_DROP,
     Anomaly,
     LineObservation,
-    RollingWindow,
     robust_z,
 )
 from rules.engine import Rules, load_rules
@@ -112,13 +111,3 @@ def test_disabled_checks_and_empty_review_codes_flag_nothing() -> None:
     assert quiet_rules.anomalies.order_value(D(9999), "EUR", "1", HISTORY) is None
     any_flag = [Anomaly(ORDER_VALUE_OUTLIER, 9.0, "x")]
     assert quiet_rules.anomalies.destination(any_flag, "canonical.order.v1") == "canonical.order.v1"
-
-
-def test_rolling_window_keeps_the_last_values_per_key() -> None:
-    window = RollingWindow(3)
-    for value in range(5):
-        window.add("1", D(value))
-    window.add("2", D(9))
-    assert window.values("1") == [D(2), D(3), D(4)]
-    assert window.values("2") == [D(9)]
-    assert window.values("3") == []
