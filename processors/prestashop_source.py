@@ -13,9 +13,10 @@ the shop's ``PS_TIMEZONE``) as UTC epoch milliseconds; ``meta.event_id`` is the 
 the name because two shops (installations) number their rows independently.
 
 Every PrestaShop flow maps a BUNDLE (one entity's records plus the shop data its mapping needs) and
-differs from the others only in its bundle model, its key, its version and its mapping:
-:class:`BundleFlow` declares those and builds the rest (decode, key, version, ``to_record``, the
-``psinfor rules preview`` function and the runner's :class:`~processors.runner.Flow`).
+differs from the others only in its bundle model (a :class:`Bundle` naming its key and version in
+:meth:`Bundle.identity`) and its pure mapping: :func:`bundle_flow` builds the rest from those (decode,
+key, version, ``to_record``, the ``psinfor rules preview`` function and the runner's
+:class:`~processors.runner.Flow`), so every flow skips, decodes and versions alike.
 """
 
 from __future__ import annotations
