@@ -73,29 +73,42 @@ class _Partition:
 
 
 class SourceOffsets:
-    """Per source partition, the next offset to handle and the offset that may be committed."""
+    """Per flow and source partition, the next offset to handle; per partition, what may be committed.
+
+    Every flow (faust agent) reading a topic receives every event of it, so each keeps its own
+    position; the group commits a partition only as far as every flow subscribed to its topic made
+    its events durable (the slowest flow decides).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._partitions: dict[TP, _Partition] = {}
+        self._partitions: dict[tuple[str, TP], _Partition] = {}
+        self._subscribers: dict[str, set[str]] = {}
         self._clock = clock
 
-    def knows(self, partition: TP, generation: int) -> bool:
-        """Whether :meth:`begin` was called for ``partition`` in ``generation``."""
-        state = self._partitions.get(partition)
+    def subscribe(self, flow: str, topics: Iterable[str]) -> None:
+        """``flow`` reads ``topics``: their commits wait for it. Call before the worker starts."""
+        for topic in topics:
+            self._subscribers.setdefault(topic, set()).add(flow)
+
+    def knows(self, flow: str, partition: TP, generation: int) -> bool:
+        """Whether :meth:`begin` was called for ``flow`` on ``partition`` in ``generation``."""
+        state = self._partitions.get((flow, partition))
         return state is not None and state.generation == generation
 
-    def begin(self, partition: TP, generation: int, start: int) -> None:
+    def begin(self, flow: str, partition: TP, generation: int, start: int) -> None:
         """A generation owns ``partition`` from ``start`` (the committed offset, else the log start)."""
-        self._partitions[partition] = _Partition(generation, expected=start, durable=start, start=start)
+        self._partitions[(flow, partition)] = _Partition(
+            generation, expected=start, durable=start, start=start
+        )
 
-    def admit(self, partition: TP, generation: int, current: int, offset: int) -> Admission:
+    def admit(self, flow: str, partition: TP, generation: int, current: int, offset: int) -> Admission:
         """Decide on the event at ``offset`` fetched in ``generation`` while ``current`` is the consumer's.
 
         Call :meth:`begin` first for a partition the current generation has not seen (:meth:`knows`).
         """
         if generation != current:
             return Admission.OLD_GENERATION
-        state = self._partitions[partition]
+        state = self._partitions[(flow, partition)]
         if offset == state.expected:
             state.expected = offset + 1
             state.sought = None
@@ -104,9 +117,9 @@ class SourceOffsets:
             return Admission.REDELIVERED
         return Admission.GAP
 
-    def seek_needed(self, partition: TP) -> int | None:
+    def seek_needed(self, flow: str, partition: TP) -> int | None:
         """After a GAP: the offset to seek back to, or None when a recent seek is still on its way."""
-        state = self._partitions[partition]
+        state = self._partitions[(flow, partition)]
         now = self._clock()
         if state.sought == state.expected and now - state.sought_at < RESEEK_AFTER_S:
             return None
@@ -116,34 +129,41 @@ class SourceOffsets:
 
     def overdue_seeks(self) -> list[tuple[TP, int]]:
         """Partitions whose seek back was asked for :data:`RESEEK_AFTER_S` ago and whose missing event
-        still has not arrived (faust dropped the refetch, or nothing was fetched since): seek again.
+        still has not arrived (faust dropped the refetch, or nothing was fetched since): seek again,
+        to the lowest missing offset of any flow.
 
         Called on a timer, so a partition with nothing more to deliver does not stall either.
         """
         now = self._clock()
-        overdue: list[tuple[TP, int]] = []
-        for partition, state in self._partitions.items():
+        overdue: dict[TP, int] = {}
+        for (_flow, partition), state in self._partitions.items():
             if state.sought is not None and now - state.sought_at >= RESEEK_AFTER_S:
                 state.sought_at = now
-                overdue.append((partition, state.sought))
-        return overdue
+                overdue[partition] = min(state.sought, overdue.get(partition, state.sought))
+        return sorted(overdue.items(), key=lambda item: (item[0].topic, item[0].partition))
 
-    def record_durable(self, partition: TP, next_offset: int) -> None:
-        """Every admitted event of ``partition`` below ``next_offset`` has durable effects."""
-        state = self._partitions.get(partition)
+    def record_durable(self, flow: str, partition: TP, next_offset: int) -> None:
+        """Every event of ``partition`` ``flow`` admitted below ``next_offset`` has durable effects."""
+        state = self._partitions.get((flow, partition))
         if state is not None and next_offset > state.durable:
             state.durable = next_offset
 
     def committable(self, partition: TP, committed: int | None) -> int | None:
-        """The offset to commit for ``partition``, or None when nothing new may be committed."""
-        state = self._partitions.get(partition)
-        if state is None or state.durable <= (state.start if committed is None else committed):
+        """The offset to commit for ``partition``, or None when nothing new may be committed: the lowest
+        durable offset of the flows reading its topic (None while one of them has not started on it)."""
+        flows = self._subscribers.get(partition.topic, set())
+        states = [self._partitions.get((flow, partition)) for flow in flows]
+        if not states or any(state is None for state in states):
             return None
-        return state.durable
+        durable = min(state.durable for state in states if state is not None)
+        start = min(state.start for state in states if state is not None)
+        if durable <= (start if committed is None else committed):
+            return None
+        return durable
 
     def partitions(self) -> Iterable[TP]:
-        """The partitions known."""
-        return tuple(self._partitions)
+        """The partitions any flow has a position on."""
+        return tuple({partition for _flow, partition in self._partitions})
 
 
 class GroupStartOffsets:

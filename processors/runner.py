@@ -467,6 +467,8 @@ def register_flow(
     review_output = _review_output(app.rules, flow, options.topic)
     partitions = source_partitions(app.settings.kafka, sources)
     table = declare_versions_table(app.faust, flow.name, partitions=partitions)
+    # Before the worker starts: no commit of these topics may pass what this flow made durable.
+    cast(DurableCommitConsumer, app.faust.consumer).offsets.subscribe(flow.name, sources)
     runner: FlowRunner[Any] = FlowRunner(
         flow,
         output=output,
@@ -500,7 +502,7 @@ def register_flow(
             offsets = cast(DurableCommitConsumer, app.faust.consumer).offsets
             ends = {event.message.tp: event.message.offset + 1 for event in admitted}
             for tp, end in ends.items():
-                offsets.record_durable(tp, end)
+                offsets.record_durable(flow.name, tp, end)
             for event in events:
                 await stream.ack(event)
             health.heartbeat()
@@ -523,15 +525,16 @@ async def _admit(
     """
     consumer = cast(DurableCommitConsumer, app.consumer)
     offsets = consumer.offsets
+    flow = runner.flow.name
     current = app.consumer_generation_id
     admitted: list[Any] = []
     gaps: dict[Any, int] = {}
     for event in events:
         message = event.message
         tp = message.tp
-        if message.generation_id == current and not offsets.knows(tp, current):
-            offsets.begin(tp, current, await asyncio.to_thread(starts.start, tp.topic, tp.partition))
-        admission = offsets.admit(tp, message.generation_id, current, message.offset)
+        if message.generation_id == current and not offsets.knows(flow, tp, current):
+            offsets.begin(flow, tp, current, await asyncio.to_thread(starts.start, tp.topic, tp.partition))
+        admission = offsets.admit(flow, tp, message.generation_id, current, message.offset)
         if admission is Admission.HANDLE:
             admitted.append(event)
             continue
@@ -539,7 +542,7 @@ async def _admit(
         if admission is Admission.GAP:
             gaps.setdefault(tp, message.offset)
     for tp, received in gaps.items():
-        missing = offsets.seek_needed(tp)
+        missing = offsets.seek_needed(flow, tp)
         if missing is not None:
             log.warning(
                 "an offset of a source partition was not received; reading it again from there",

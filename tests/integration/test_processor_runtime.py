@@ -75,7 +75,14 @@ def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
 
 @contextmanager
 def worker(
-    kafka_bootstrap: str, registry_url: str, topics: Topics, app_id: str, flow: str, log: Path
+    kafka_bootstrap: str,
+    registry_url: str,
+    topics: Topics,
+    app_id: str,
+    flow: str,
+    log: Path,
+    *,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The worker subprocess; stopped with SIGTERM (or killed) when the block ends."""
     env = {
@@ -92,7 +99,7 @@ def worker(
         "-m",
         "processors.main",
         "--flows",
-        f"{FLOWS_MODULE}:{flow}",
+        ",".join(f"{FLOWS_MODULE}:{name}" for name in flow.split(",")),
         "--app-id",
         app_id,
         "--topic",
@@ -104,6 +111,7 @@ def worker(
         # The broker's minimum: the restarted worker gets the killed one's partitions within seconds.
         "--session-timeout",
         "6",
+        *extra,
     ]
     with log.open("ab") as sink:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -269,7 +277,7 @@ def check_dlq(bootstrap: str, topics: Topics, planned: Planned, group: str) -> N
 
 
 def sequences(
-    bootstrap: str, topics: Topics, registry_url: str, group: str
+    bootstrap: str, topics: Topics, registry_url: str, group: str, *, flow: bytes = b"test_inventory"
 ) -> dict[str, list[tuple[int, str]]]:
     """Per key, the (version, event_id) sequence found on the output topic, checking every record."""
     found: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -284,7 +292,7 @@ def sequences(
         meta = datum["meta"]
         assert message.key() == datum["sku"].encode()
         assert headers["event_id"] == str(meta["event_id"]).encode()
-        assert headers["flow"] == b"test_inventory"
+        assert headers["flow"] == flow
         # No source event id header was sent, so the causation is the source record's coordinates.
         assert headers["causation_id"].startswith(topics.source.encode() + b":")
         assert str(meta["event_id"]) == event_id(datum["sku"], datum["warehouse"], meta["version"])
@@ -394,3 +402,31 @@ def test_unexpected_error_ends_the_worker_without_committing_the_failing_event(
             for message in read_all(kafka_bootstrap, topics.output, new_group())
         ]
     assert 4 not in versions
+
+
+@pytest.mark.timeout(150)
+def test_two_flows_reading_one_topic_in_one_worker_each_emit_every_version(
+    kafka_bootstrap: str,
+    registry_url: str,
+    topics: Topics,
+    new_topic: NewTopicFactory,
+    new_group: GroupFactory,
+    tmp_path: Path,
+) -> None:
+    """faust hands every event to both agents; each keeps its own position, and the group's commit
+    waits for the slower one (processors.offsets), so neither flow loses or drops an event."""
+    second = new_topic(partitions=3)
+    with registry_client(RegistrySettings(url=registry_url)) as client:
+        register_schemas(client, [SubjectSchema(f"{second}-value", "InventoryLevel")])
+    planned = produce_mixed_stream(kafka_bootstrap, topics.source, events=3_000, items=100, seed=13)
+    app_id = new_group()
+    log = tmp_path / "worker.log"
+    extra = ("--topic", f"canonical.shipment.v1={second}")
+    with worker(
+        kafka_bootstrap, registry_url, topics, app_id, "INVENTORY,SHADOW", log, extra=extra
+    ) as process:
+        wait_until_committed(kafka_bootstrap, app_id, topics.source, planned.ends, process, log)
+    assert sequences(kafka_bootstrap, topics, registry_url, new_group()) == planned.expected
+    shadow = Topics(source=topics.source, output=second, dlq=topics.dlq)
+    found = sequences(kafka_bootstrap, shadow, registry_url, new_group(), flow=b"test_inventory_shadow")
+    assert found == planned.expected

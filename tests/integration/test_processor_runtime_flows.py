@@ -11,6 +11,7 @@ an event with ``event_type: notification`` carries nothing and is skipped at dec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -103,6 +104,12 @@ INVENTORY: Flow[StockEvent] = Flow(
     key=_key,
     version=_version,
 )
+
+
+SHADOW: Flow[StockEvent] = dataclasses.replace(
+    INVENTORY, name="test_inventory_shadow", output="canonical.shipment.v1"
+)
+"""INVENTORY again under another name and output: two agents reading one source topic in one worker."""
 
 
 def _buggy(event: StockEvent, context: FlowContext) -> AvroDatum:
