@@ -6,6 +6,7 @@ psinfor dev kafka up [--nodes 1|3] [--port N]   start Kafka detached; prints the
 psinfor dev kafka status | down
 psinfor dev registry up [--port N]              start Apicurio detached; prints the export line
 psinfor dev registry status | down
+psinfor dev up [--with-traffic RATE]            the whole integration on the sandboxes (cli/devup.py)
 ```
 
 ``up`` starts the JVMs in their own session so they outlive the command, and records pids and ports in
@@ -186,6 +187,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     _common(registry_status)
     registry_status.set_defaults(handler=_registry_status)
+
+    from cli.devup import add_up_parser
+
+    add_up_parser(dev_commands)
 
 
 # -- handlers --------------------------------------------------------------------------------------
