@@ -141,8 +141,15 @@ def _balance(
 
 
 def to_inventory(event: InforBalance, skus: ItemSkus, context: FlowContext) -> AvroDatum:
-    """The ``InventoryLevel`` datum."""
+    """The ``InventoryLevel`` datum, flagged ``stock_drop`` when the available quantity fell beyond the
+    rules' threshold since the last level the worker emitted for the SKU and warehouse (advisory: it
+    depends on the worker's history, see ``processors.history``)."""
     source_id = f"{event.warehouse}-{event.item_number}"
+    sku = sku_of(skus, event.item_number)
+    drop = context.rules.anomalies.stock_drop(
+        sku, event.warehouse, context.history.last_available(sku, event.warehouse), event.available
+    )
+    flags = [] if drop is None else [{"code": drop.code, "score": drop.score, "reason": drop.reason}]
     return {
         "meta": meta(
             entity=event.source_entity,
@@ -154,7 +161,7 @@ def to_inventory(event: InforBalance, skus: ItemSkus, context: FlowContext) -> A
             causation_id=None,
             shop_id=None,
         ),
-        "sku": sku_of(skus, event.item_number),
+        "sku": sku,
         "erp_item_number": event.item_number,
         "warehouse": event.warehouse,
         "on_hand": event.on_hand,
@@ -162,6 +169,7 @@ def to_inventory(event: InforBalance, skus: ItemSkus, context: FlowContext) -> A
         "available": event.available,
         "as_of": event.as_of,
         "external_ids": {"infor": event.item_number},
+        "anomalies": flags,
     }
 
 

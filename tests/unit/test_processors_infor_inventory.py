@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import pytest
 from pipeline.errors import InvalidMessage
 from pipeline.records import Headers
 from processors import infor_inventory
+from processors.history import AnomalyHistory
 from processors.infor_source import EVENT_NAMESPACE
 from processors.runner import Skipped
 from rules.engine import load_rules
@@ -130,3 +132,27 @@ def test_a_bod_counting_two_items_is_refused() -> None:
 def test_preview_is_registered() -> None:
     record = preview(fixture("bod/SyncInventoryCount.xml"), load_rules(None), "infor_inventory")
     assert record["on_hand"] == Decimal(123)
+
+
+def test_a_stock_drop_beyond_the_threshold_is_flagged_from_the_workers_history() -> None:
+    """SKU-1001@001 goes from 1,000 available to the fixture's 123: an 88 % drop of 877 units, beyond
+    the packaged rules' 80 % and 50 units. Without history, or after a small drop, nothing is flagged."""
+    flow = infor_inventory.FLOW
+    event = flow.decode(fixture("bod/SyncInventoryCount.xml"), ())
+    assert not isinstance(event, Skipped)
+    history = AnomalyHistory()
+    fresh = flow.to_record(event, dataclasses.replace(context(), history=history))
+    assert isinstance(fresh, dict)
+    assert fresh["anomalies"] == []
+    history.observe("InventoryLevel", {**fresh, "available": Decimal(1000)})
+    dropped = flow.to_record(event, dataclasses.replace(context(), history=history))
+    assert isinstance(dropped, dict)
+    assert_valid("InventoryLevel", dropped)
+    [flag] = dropped["anomalies"]
+    assert flag["code"] == "stock_drop"
+    assert "1000" in flag["reason"]
+    assert "123" in flag["reason"]
+    history.observe("InventoryLevel", {**fresh, "available": Decimal(150)})
+    small = flow.to_record(event, dataclasses.replace(context(), history=history))
+    assert isinstance(small, dict)
+    assert small["anomalies"] == []  # 18 % and 27 units: within the threshold
