@@ -76,6 +76,12 @@ def add_up_parser(dev_commands: Any) -> argparse.ArgumentParser:
         "--registry-url", default=None, metavar="URL", help="use this running registry (ccompat base URL)"
     )
     parser.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="P",
+        help="prefix every topic, consumer group and app id with P: an isolated copy on a shared cluster",
+    )
+    parser.add_argument(
         "--sinks-per-target",
         action="store_true",
         help="run the sinks as one process per target system instead of one per sink (lighter)",
@@ -128,6 +134,7 @@ def options_from(args: argparse.Namespace) -> StackOptions:
         data_dir=(args.data_dir or default_data_dir()).resolve(),
         kafka_bootstrap=args.kafka_bootstrap,
         registry_url=args.registry_url,
+        topic_prefix=args.topic_prefix,
         sink_layout="per-target" if args.sinks_per_target else "per-sink",
         seed=args.seed,
         shop_products=args.shop_products,
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the stack, show where to look and the status line, stop it on Ctrl-C / SIGTERM."""
     # Imported here: the stack needs every stage's module, the rest of the CLI should not pay for it.
     from devstack.stack import DevStack
-    from devstack.status import Console, PipelineSampler, StatusReporter
+    from devstack.status import Console, PipelineSampler, StatusReporter, pipeline_topics
     from devstack.supervisor import StackStartError
     from schemas.catalogue import load_catalogue
 
@@ -170,9 +177,13 @@ def run(args: argparse.Namespace) -> int:
             console.log_line(f"logs: {stack.plan.logs_dir}")
             return 1
         _print_where_to_look(stack, console, time.monotonic() - started)
+        canonical, dlq = pipeline_topics(
+            [topic.name for topic in load_catalogue().topics], stack.plan.options.topic_prefix
+        )
         sampler = PipelineSampler(
             stack.plan.bootstrap,
-            topic_names=[topic.name for topic in load_catalogue().topics],
+            canonical_topics=canonical,
+            dlq_topics=dlq,
             sink_groups=stack.plan.sink_groups(),
         )
         interval = args.status_interval if args.status_interval is not None else (1.0 if live else 10.0)

@@ -31,6 +31,7 @@ from typing import Literal
 
 from pipeline.settings import env_name
 from processors import FLOWS
+from schemas.catalogue import load_catalogue
 from sinks.main import DEFAULT_GROUP_PREFIX
 from sinks.registry import SINKS
 
@@ -185,6 +186,9 @@ class StackOptions:
     shop_products: int = 150
     shop_customers: int = 200
     infor_items: int = 150
+    topic_prefix: str = ""
+    """Prepended to every topic, consumer group and faust app id: an isolated copy of the pipeline
+    on a shared cluster (with ``kafka_bootstrap``), as ``topics apply --prefix`` creates it."""
     java: Path | None = None
     log_level: str = "INFO"
     infor_requests_per_minute: int = 60_000
@@ -328,7 +332,16 @@ class StackPlan:
 
     def sink_groups(self) -> list[str]:
         """The consumer groups of the sinks (``psinfor-sink-<name>``), for the lag figure."""
-        return [DEFAULT_GROUP_PREFIX + name for name in self.options.sinks]
+        return [self.sink_group_prefix + name for name in self.options.sinks]
+
+    @property
+    def sink_group_prefix(self) -> str:
+        """What ``psinfor sink --group-prefix`` gets: the stack's topic prefix + the default."""
+        return self.options.topic_prefix + DEFAULT_GROUP_PREFIX
+
+    def topic(self, name: str) -> str:
+        """The actual name of catalogue topic ``name`` in this stack."""
+        return self.options.topic_prefix + name
 
 
 def sink_processes(sinks: Sequence[str], layout: SinkLayout) -> dict[str, tuple[str, ...]]:
@@ -433,7 +446,34 @@ def stage_environment(plan: StackPlan) -> dict[str, str]:
         # Items reach the stack through IMS pushes (Sync.ItemMaster); the MI poller's item feed starts
         # from LMDT 00000000, which M3 (and the sandbox) refuse, so it is left out here.
         env_name("infor_events", "poll_feeds"): "inventory,customers",
+        **_prefix_environment(plan.options.topic_prefix),
     }
+
+
+def _prefix_environment(prefix: str) -> dict[str, str]:
+    if not prefix:
+        return {}
+    return {
+        env_name("webhooks", "topic_prefix"): prefix,
+        env_name("poller", "topic_prefix"): prefix,
+        env_name("poller", "group_id"): f"{prefix}psinfor-prestashop-poller",
+        env_name("infor_events", "topic_prefix"): prefix,
+        env_name("sinks", "topic_prefix"): prefix,
+    }
+
+
+def _prefix_arguments(plan: StackPlan) -> tuple[str, ...]:
+    prefix = plan.options.topic_prefix
+    return ("--prefix", prefix) if prefix else ()
+
+
+def _processor_topics(plan: StackPlan) -> tuple[str, ...]:
+    """``--topic NAME=ACTUAL`` for every catalogue topic (the processors take no prefix setting)."""
+    prefix = plan.options.topic_prefix
+    if not prefix:
+        return ()
+    pairs = (("--topic", f"{topic.name}={prefix}{topic.name}") for topic in load_catalogue().topics)
+    return tuple(part for pair in pairs for part in pair)
 
 
 def _psinfor(plan: StackPlan, *args: str) -> tuple[str, ...]:
@@ -532,7 +572,7 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
     specs.append(
         ServiceSpec(
             name="topics",
-            argv=_psinfor(plan, "topics", "apply", "--replication-factor", "1"),
+            argv=_psinfor(plan, "topics", "apply", "--replication-factor", "1", *_prefix_arguments(plan)),
             health=ExitCheck(),
             group="runtime",
             env=env,
@@ -543,7 +583,7 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
     specs.append(
         ServiceSpec(
             name="schemas",
-            argv=_psinfor(plan, "schemas", "register"),
+            argv=_psinfor(plan, "schemas", "register", *_prefix_arguments(plan)),
             health=ExitCheck(),
             group="runtime",
             env=env,
@@ -640,7 +680,7 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
         )
     )
     for index, (name, flows) in enumerate(zip(plan.processor_names(), plan.processor_workers(), strict=True)):
-        app_id = "psinfor-processors" if index == 0 else f"psinfor-{name}"
+        app_id = options.topic_prefix + ("psinfor-processors" if index == 0 else f"psinfor-{name}")
         spec = _stage(
             plan,
             name,
@@ -656,6 +696,7 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
                 str(plan.data_dir / "faust" / name),
                 "--session-timeout",
                 "10",
+                *_processor_topics(plan),
             ),
             ports.processors[name],
             ("topics", "schemas"),
@@ -720,7 +761,7 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
                 plan,
                 process,
                 "sinks",
-                _psinfor(plan, "sink", "--sinks", ",".join(names)),
+                _psinfor(plan, "sink", "--sinks", ",".join(names), "--group-prefix", plan.sink_group_prefix),
                 ports.sinks[process],
                 ("topics", "schemas", "sandbox-setup"),
                 reload_on_rules=True,

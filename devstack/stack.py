@@ -77,6 +77,11 @@ class StackEndpoints:
     catalogue_path: str
     logs_dir: str
     sink_groups: list[str]
+    topic_prefix: str
+    services: dict[str, str]
+    """Each stage's HTTP base URL (``/metrics``, ``/healthz``, ``/readyz``) by service name."""
+    sinks_by_service: dict[str, list[str]]
+    """The sinks each sink process runs."""
 
     @classmethod
     def of(cls, plan: StackPlan) -> StackEndpoints:
@@ -92,6 +97,13 @@ class StackEndpoints:
             catalogue_path=str(plan.catalogue_path),
             logs_dir=str(plan.logs_dir),
             sink_groups=plan.sink_groups(),
+            topic_prefix=plan.options.topic_prefix,
+            services={
+                spec.name: f"http://127.0.0.1:{spec.ports['http']}"
+                for spec in build_services(plan)
+                if spec.liveness_url is not None
+            },
+            sinks_by_service={name: list(sinks) for name, sinks in plan.sink_processes().items()},
         )
 
     @classmethod
@@ -106,6 +118,10 @@ class StackEndpoints:
     def write(self, data_dir: Path) -> None:
         """Record the endpoints in ``data_dir/stack.json``."""
         (data_dir / STATE_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    def topic(self, name: str) -> str:
+        """The actual name of catalogue topic ``name`` in this stack."""
+        return self.topic_prefix + name
 
     def ws_key(self) -> str:
         """The shop's webservice key."""

@@ -152,7 +152,7 @@ class Console:
 class PipelineSampler:
     """Measures canonical events/s, the sinks' lag and the live DLQ entries on one cluster.
 
-    ``topic_names`` are the catalogue's topics (the ``canonical.`` and ``dlq.`` ones are used).
+    ``canonical_topics`` and ``dlq_topics`` are actual topic names (see :func:`pipeline_topics`).
     Call :meth:`sample` from one thread at a human cadence; :meth:`close` releases the clients.
     """
 
@@ -160,15 +160,16 @@ class PipelineSampler:
         self,
         bootstrap: str,
         *,
-        topic_names: Sequence[str],
+        canonical_topics: Sequence[str],
+        dlq_topics: Sequence[str],
         sink_groups: Sequence[str],
         timeout_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 0}
         self._admin = AdminClient(config)
-        self._canonical = [name for name in topic_names if name.startswith(CANONICAL_PREFIX)]
-        self._dlq = [name for name in topic_names if name.startswith(DLQ_PREFIX)]
+        self._canonical = list(canonical_topics)
+        self._dlq = list(dlq_topics)
         self._groups = list(sink_groups)
         self._timeout = timeout_s
         self._clock = clock
@@ -269,6 +270,13 @@ class PipelineSampler:
                 key = (str(message.topic()), message.key())
                 self._dlq_live[key] = message.value() is not None
         return sum(1 for live in self._dlq_live.values() if live)
+
+
+def pipeline_topics(catalogue_names: Sequence[str], prefix: str = "") -> tuple[list[str], list[str]]:
+    """The actual canonical and DLQ topic names of a stack whose topics carry ``prefix``."""
+    canonical = [prefix + name for name in catalogue_names if name.startswith(CANONICAL_PREFIX)]
+    dlq = [prefix + name for name in catalogue_names if name.startswith(DLQ_PREFIX)]
+    return canonical, dlq
 
 
 class StatusReporter:

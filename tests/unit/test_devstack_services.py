@@ -194,3 +194,26 @@ def test_the_stage_environment_is_a_valid_configuration_with_secrets_only_in_fil
     assert webhooks.shop_key_set() == {SHOP_KEY}
     assert [t.get_secret_value() for t in settings.require_ims_tokens()] == [secrets.ims_token]
     assert settings.require_infor().ionapi_path == stack.ionapi_path
+
+
+def test_a_topic_prefix_isolates_every_topic_group_and_app_id_of_the_stack(tmp_path: Path) -> None:
+    stack = plan(tmp_path, topic_prefix="t1.", kafka_bootstrap="127.0.0.1:9092", registry_url="http://r/x")
+    by_name = {s.name: s for s in build_services(stack)}
+    assert by_name["topics"].argv[-2:] == ("--prefix", "t1.")
+    assert by_name["schemas"].argv[-2:] == ("--prefix", "t1.")
+    processors = by_name["processors"].argv
+    assert processors[processors.index("--app-id") + 1] == "t1.psinfor-processors"
+    assert "raw.prestashop.orders=t1.raw.prestashop.orders" in processors
+    assert "state.erp-links=t1.state.erp-links" in processors
+    sink = by_name["sink-infor-orders"].argv
+    assert sink[sink.index("--group-prefix") + 1] == "t1.psinfor-sink-"
+    env = by_name["ingest-prestashop-poller"].env
+    assert env["PSINFOR_POLLER__TOPIC_PREFIX"] == "t1."
+    assert env["PSINFOR_POLLER__GROUP_ID"] == "t1.psinfor-prestashop-poller"
+    for variable in ("WEBHOOKS", "INFOR_EVENTS", "SINKS"):
+        assert env[f"PSINFOR_{variable}__TOPIC_PREFIX"] == "t1."
+    assert stack.sink_groups()[0] == "t1.psinfor-sink-infor-orders"
+    assert stack.topic("dlq.sink-infor") == "t1.dlq.sink-infor"
+    unprefixed = {s.name: s for s in build_services(plan(tmp_path))}
+    assert "--prefix" not in unprefixed["topics"].argv
+    assert "PSINFOR_SINKS__TOPIC_PREFIX" not in unprefixed["sink-infor-orders"].env

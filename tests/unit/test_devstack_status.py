@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import io
 
-from devstack.status import Console, PipelineFigures, StatusSnapshot, format_duration, format_status_line
+from devstack.status import (
+    Console,
+    PipelineFigures,
+    StatusSnapshot,
+    format_duration,
+    format_status_line,
+    pipeline_topics,
+)
 from devstack.supervisor import ServiceStatus, State
 
 
@@ -79,3 +86,9 @@ def test_without_a_terminal_status_lines_are_plain_lines_and_colours_are_dropped
     console.show_status("S1")
     console.clear_status()
     assert out.getvalue() == "[kafka] ready\n[processors] starting\nS1\n"
+
+
+def test_the_sampler_watches_the_prefixed_canonical_and_dlq_topics() -> None:
+    names = ["raw.prestashop.orders", "canonical.order.v1", "dlq.sink-infor", "state.erp-links"]
+    assert pipeline_topics(names, "t1.") == (["t1.canonical.order.v1"], ["t1.dlq.sink-infor"])
+    assert pipeline_topics(names) == (["canonical.order.v1"], ["dlq.sink-infor"])
