@@ -23,16 +23,8 @@ setup: $(STAMP) runtime ## create .venv, install Python deps and the Kafka/regis
 runtime: $(STAMP) ## resolve the Kafka and Apicurio jars from Maven Central (cached)
 	$(BIN)/psinfor dev fetch
 
-run: setup ## start Kafka + the schema registry (detached), create every topic, register every schema
-	$(BIN)/psinfor dev kafka up
-	$(BIN)/psinfor dev registry up
-	eval "$$($(BIN)/psinfor dev kafka status | grep '^export ')" && \
-	eval "$$($(BIN)/psinfor dev registry status | grep '^export ')" && \
-	$(BIN)/psinfor topics apply && $(BIN)/psinfor schemas register
-	@echo "Runtime up. Point clients at it with:"
-	@$(BIN)/psinfor dev kafka status | grep '^export '
-	@$(BIN)/psinfor dev registry status | grep '^export '
-	@echo "Stop it with: make stop"
+run: setup ## run the whole integration on the sandboxes until Ctrl-C (psinfor dev up; RUN_ARGS="--with-traffic 2")
+	$(BIN)/psinfor dev up --no-build $(RUN_ARGS)
 
 stop: $(STAMP) ## stop what `make run` started
 	-$(BIN)/psinfor dev registry down
