@@ -174,7 +174,9 @@ class PipelineSampler:
         self._timeout = timeout_s
         self._clock = clock
         self._previous: tuple[float, int] | None = None
-        # Assign-only (never subscribes, never commits): reads the DLQ topics and the watermarks.
+        # Neither subscribes nor commits. Two of them: a consumer fetching the DLQ topics would queue
+        # each watermark request behind its long-polling fetches (up to fetch.wait.max.ms apiece).
+        self._offsets = Consumer({**config, "group.id": "psinfor-dev-status"})
         self._reader = Consumer(
             {
                 **config,
@@ -187,8 +189,9 @@ class PipelineSampler:
         self._dlq_live: dict[tuple[str, bytes | None], bool] = {}
 
     def close(self) -> None:
-        """Release the reader."""
+        """Release the consumers."""
         self._reader.close()
+        self._offsets.close()
 
     def sample(self) -> PipelineFigures:
         """The figures now; a figure that could not be read this time is None."""
@@ -212,7 +215,7 @@ class PipelineSampler:
     def _latest(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
         # One request per partition: a few dozen on the loopback, at a human cadence.
         return {
-            (tp.topic, tp.partition): self._reader.get_watermark_offsets(
+            (tp.topic, tp.partition): self._offsets.get_watermark_offsets(
                 tp, timeout=self._timeout, cached=False
             )[1]
             for tp in partitions
