@@ -498,8 +498,10 @@ class InforSettings(_Section):
         "to 429 answers.",
     )
     order_type: str = Field(
-        "WEB", min_length=1, max_length=3, description="M3 order type (ORTP) of shop orders, unless the rules' "
-        "enrichment names one."
+        "WEB",
+        min_length=1,
+        max_length=3,
+        description="M3 order type (ORTP) of shop orders, unless the rules' enrichment names one.",
     )
     customer_template: str = Field(
         "WEB", max_length=10, description="M3 customer template (CUTM) new shop customers are created from."
