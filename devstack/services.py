@@ -440,6 +440,10 @@ def stage_environment(plan: StackPlan) -> dict[str, str]:
         env_name("infor", "cono"): INFOR_CONO,
         env_name("infor", "divi"): INFOR_DIVI,
         env_name("infor", "requests_per_minute"): str(plan.options.infor_requests_per_minute),
+        # The sandbox's M3 takes any charge id: with these the shop's shipping and gift wrapping reach
+        # the M3 order, so its invoice adds up to what the shop charged.
+        env_name("infor", "shipping_charge_id"): "FREIGHT",
+        env_name("infor", "wrapping_charge_id"): "GIFTWRAP",
         env_name("webhooks", "secrets") + "_FILE": str(secret_dir / "webhook_secret"),
         env_name("webhooks", "shop_keys"): SHOP_KEY,
         env_name("infor_events", "tokens") + "_FILE": str(secret_dir / "ims_token"),
