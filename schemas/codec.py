@@ -101,8 +101,9 @@ class AvroCodec:
         self._parsed: Any = parsed_schema(record)
         # topic → the 5-byte wire header (magic byte + our schema id under <topic>-value).
         self._headers: dict[str, bytes] = {}
-        # writer schema id → (parsed writer schema, reader schema or None when the writer's is ours).
-        self._writers: dict[int, tuple[Any, Any]] = {}
+        # writer schema id → (parsed writer schema, reader schema or None when the writer's is ours,
+        # the writer schema as JSON).
+        self._writers: dict[int, tuple[Any, Any, Any]] = {}
         self._out = io.BytesIO()
 
     def encode(self, datum: Mapping[str, Any], topic: str) -> bytes:
@@ -146,19 +147,34 @@ class AvroCodec:
         resolved = self._writers.get(schema_id)
         if resolved is None:
             resolved = self._writer_schema(schema_id)
-        writer, reader = resolved
+        writer, reader, writer_json = resolved
         try:
             datum = schemaless_reader(io.BytesIO(data[5:]), writer, reader)
         except _CORRUPT_BODY_ERRORS as exc:
+            mismatch = None if reader is None else first_unresolvable_field(writer_json, self._schema)
+            path, why = mismatch if mismatch else (None, f"{type(exc).__name__}: {exc}")
             raise InvalidMessage(
                 "undecodable",
-                f"{self.record}: not a valid wire-format Avro record ({type(exc).__name__}: {exc})",
+                f"{self.record}: not a valid wire-format Avro record of this type ({why})",
+                field_path=path,
                 details={"topic": topic},
             ) from exc
         if not isinstance(datum, dict):
             raise InvalidMessage(
                 "undecodable", f"{self.record}: decoded a {type(datum).__name__}, not a record"
             )
+        if reader is not None:
+            # Another writer schema: Avro's resolution lets through what our types do not hold (a
+            # writer's string becomes bytes where a decimal belongs), so check what came out.
+            violation = find_violation(self._schema, datum)
+            if violation is not None:
+                path, why = violation
+                raise InvalidMessage(
+                    "schema_violation",
+                    f"{self.record}: writer schema {schema_id}: {why}",
+                    field_path=path,
+                    details={"topic": topic},
+                )
         return datum
 
     def _lookup_header(self, topic: str) -> bytes:
@@ -181,7 +197,7 @@ class AvroCodec:
         self._headers[topic] = header
         return header
 
-    def _writer_schema(self, schema_id: int) -> tuple[Any, Any]:
+    def _writer_schema(self, schema_id: int) -> tuple[Any, Any, Any]:
         try:
             registered = self._client.get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -200,12 +216,13 @@ class AvroCodec:
             raise InvalidMessage(
                 "undecodable", f"{self.record}: writer schema {schema_id} uses registry references"
             )
-        writer = parse_schema(json.loads(registered.schema_str))
+        writer_json = json.loads(registered.schema_str)
+        writer = parse_schema(writer_json)
         # Resolution against the reader schema costs a schema comparison per record; skip it when the
         # writer schema is ours, which is every record the pipeline itself wrote with this code.
         reader = None if writer == self._parsed else self._parsed
-        self._writers[schema_id] = (writer, reader)
-        return writer, reader
+        self._writers[schema_id] = (writer, reader, writer_json)
+        return writer, reader, writer_json
 
 
 def _registry_failure(exc: SchemaRegistryError) -> Exception:
@@ -213,6 +230,79 @@ def _registry_failure(exc: SchemaRegistryError) -> Exception:
         return RetryableError(f"schema registry error: {exc.error_message}", status=exc.http_status_code)
     # Any other 4xx from the registry means our configuration (URL, credentials) is wrong: crash loudly.
     return RuntimeError(f"schema registry refused the request: {exc.http_status_code} {exc.error_message}")
+
+
+_PROMOTIONS = {
+    ("int", "long"),
+    ("int", "float"),
+    ("int", "double"),
+    ("long", "float"),
+    ("long", "double"),
+    ("float", "double"),
+    ("string", "bytes"),
+    ("bytes", "string"),
+}
+"""Writer → reader type pairs Avro schema resolution accepts (the specification's promotions)."""
+
+
+def first_unresolvable_field(writer: Any, reader: Any, path: str = "") -> tuple[str, str] | None:
+    """The first field of the ``reader`` record whose ``writer`` type cannot resolve to it, as
+    (field path, explanation); None when none is found. Names the field in a dead-letter record when a
+    foreign writer schema does not resolve to ours; fastavro's error does not say which field.
+
+    Compares record fields by name and primitive types (with the promotions); unions and named
+    references are not descended into.
+    """
+    if not isinstance(writer, Mapping) or not isinstance(reader, Mapping):
+        return None
+    if writer.get("type") != "record" or reader.get("type") != "record":
+        return None
+    written = {field["name"]: field["type"] for field in writer.get("fields", [])}
+    for field in reader.get("fields", []):
+        child = f"{path}.{field['name']}" if path else field["name"]
+        if field["name"] not in written:
+            if "default" in field:
+                continue
+            return _at(child, "the writer schema has no such field and ours gives no default")
+        found = _type_mismatch(written[field["name"]], field["type"], child)
+        if found:
+            return found
+    return None
+
+
+def _type_mismatch(writer: Any, reader: Any, path: str) -> tuple[str, str] | None:
+    if (
+        isinstance(writer, Mapping)
+        and isinstance(reader, Mapping)
+        and writer.get("type") == "record"
+        and reader.get("type") == "record"
+    ):
+        return first_unresolvable_field(writer, reader, path)
+    wanted, given = _type_name(reader), _type_name(writer)
+    if wanted is None or given is None or wanted == given:
+        return None
+    if (given.split("(")[0], wanted.split("(")[0]) in _PROMOTIONS:
+        return None
+    return _at(path, f"the writer has {given} where {_described(reader)} belongs")
+
+
+def _type_name(schema: Any) -> str | None:
+    """A primitive's type name (logical types as the underlying type), else None."""
+    if isinstance(schema, str) and schema in _PRIMITIVES:
+        return schema
+    if isinstance(schema, Mapping) and isinstance(schema.get("type"), str) and schema["type"] in _PRIMITIVES:
+        return str(schema["type"])
+    return None
+
+
+def _described(schema: Any) -> str:
+    if isinstance(schema, Mapping) and schema.get("logicalType") == "decimal":
+        return f"decimal({schema['precision']},{schema.get('scale', 0)})"
+    name = _type_name(schema)
+    return name if name is not None else json.dumps(schema)[:80]
+
+
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
 def find_violation(schema: AvroSchemaJson, datum: Any) -> tuple[str, str] | None:

@@ -373,15 +373,6 @@ def test_a_string_where_the_shop_keeps_a_number_is_dead_lettered_with_the_field_
     assert "not a decimal" in story[dlq_headers.ERROR_MESSAGE]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect in schemas/codec.py AvroCodec.decode (not a sink's or the runner's): a writer "
-    "schema with a string where InventoryLevel has a decimal resolves through Avro's string->bytes "
-    "promotion and hands the sink raw bytes, so the stock sink stops with a TypeError (exit 70, again on "
-    "every restart) instead of dead-lettering; a double there is dead-lettered as 'undecodable' without "
-    "the field path",
-)
 @pytest.mark.timeout(120)
 def test_a_record_with_a_string_or_a_float_where_the_schema_has_a_decimal_is_dead_lettered_with_the_field(
     kafka_bootstrap: str,

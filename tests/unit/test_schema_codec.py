@@ -138,3 +138,35 @@ def test_find_violation_explains_a_union_branch(order: dict[str, Any]) -> None:
     bad = copy.deepcopy(order)
     bad["carrier"] = {"code": 7, "reference_id": None, "name": "X"}
     assert find_violation(compose("Order"), bad) == ("carrier.code", "expected string, got int")
+
+
+def test_the_first_field_a_foreign_writer_schema_cannot_resolve_is_named() -> None:
+    from schemas.codec import first_unresolvable_field
+
+    decimal = {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 4}
+    reader = {
+        "type": "record",
+        "name": "Level",
+        "fields": [
+            {"name": "sku", "type": "string"},
+            {"name": "count", "type": "long"},
+            {"name": "on_hand", "type": decimal},
+            {"name": "note", "type": "string", "default": ""},
+        ],
+    }
+
+    def writer(**types: object) -> dict[str, object]:
+        fields = {"sku": "string", "count": "int", "on_hand": decimal, **types}
+        listed = [{"name": name, "type": kind} for name, kind in fields.items()]
+        return {"type": "record", "name": "Level", "fields": listed}
+
+    assert first_unresolvable_field(writer(), reader) is None  # int → long is a promotion
+    assert first_unresolvable_field(writer(on_hand="string"), reader) is None  # string → bytes resolves
+    assert first_unresolvable_field(writer(on_hand="double"), reader) == (
+        "on_hand",
+        "the writer has double where decimal(18,4) belongs",
+    )
+    assert first_unresolvable_field(writer(count="string"), reader) == (
+        "count",
+        "the writer has string where long belongs",
+    )
