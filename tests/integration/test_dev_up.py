@@ -4,8 +4,10 @@ Against the session broker and registry (``--kafka-bootstrap``/``--registry-url`
 of its own, so the stack's topics, groups and state are this test's alone; the sinks run one process
 per target (``--sinks-per-target``) to spare the shared machine. The test waits until every service
 is healthy, places one order in the PrestaShop sandbox (a product and a combination of the shared
-catalogue) and sees it become exactly one Infor sales order with those items; then it sends SIGINT
-and checks that ``dev up`` stopped every child in reverse dependency order and left no process behind.
+catalogue) and sees it become exactly one Infor sales order with those items; runs ``psinfor demo``
+against the running stack (one narrated order, then the dead letter, the rules fix that makes dev up
+restart the processors and sinks, and the replay); then it sends SIGINT and checks that ``dev up``
+stopped every child in reverse dependency order and left no process behind.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def dev_up(
 
 
 @pytest.mark.timeout(480)
-def test_dev_up_runs_an_order_into_infor_and_ctrl_c_stops_every_child_in_reverse_order(
+def test_dev_up_runs_an_order_into_infor_narrates_the_demo_and_ctrl_c_stops_every_child_in_reverse_order(
     dev_up: tuple[subprocess.Popen[str], Output, Path, str],
 ) -> None:
     process, output, data_dir, prefix = dev_up
@@ -216,6 +218,38 @@ def test_dev_up_runs_an_order_into_infor_and_ctrl_c_stops_every_child_in_reverse
         quantities = {item: float(qty) for item, qty in items}
         assert quantities[simple.item_number] == 2
         assert quantities[variant.item_number] == 1
+    # The guided demo on the same stack: one order narrated to its payment, then the dead letter,
+    # the rules fix (the running dev up restarts the processors and sinks) and the replay.
+    demo_started = time.monotonic()
+    demo = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(data_dir), "--orders", "1"],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PSINFOR_")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    narration = demo.stdout
+    demo_took = time.monotonic() - demo_started
+    assert demo.returncode == 0, f"{narration}\n{demo.stderr}\n{output.tail()}"
+    for step in (
+        "order.created received",
+        "read back from the webservice",
+        "canonical.order.v1",
+        "sales order",
+        "canonical.shipment.v1",
+        "on the order's carrier",
+        "canonical.invoice.v1",
+        "PrestaShop payment status: paid",
+        "dlq.sink-infor: stage infor-orders, reason m3_nok, field lines[0].sku",
+        "restarted with the new rules",
+        "replayed 1 of 1",
+        "created once",
+        "Demo complete",
+    ):
+        assert step in narration, f"{step!r} missing from the demo:\n{narration}"
+    assert any("restarting sinks-infor: rules.yaml changed" in line for line in output.snapshot())
     status_lines = [
         line for line in output.snapshot() if line.startswith("dev up ") and " | services " in line
     ]
@@ -258,6 +292,7 @@ def test_dev_up_runs_an_order_into_infor_and_ctrl_c_stops_every_child_in_reverse
     assert not (data_dir / STATE_FILE).exists()
     print(
         f"\ndev up: healthy after {healthy_after:.1f} s ({len(children)} processes); order {reference} "
-        f"became Infor order {infor_orders[0]['ORNO']} in {latency:.1f} s; Ctrl-C stopped "
+        f"became Infor order {infor_orders[0]['ORNO']} in {latency:.1f} s; demo in {demo_took:.1f} s; "
+        "Ctrl-C stopped "
         f"{len(stopped)} services in {stop_took:.1f} s"
     )
