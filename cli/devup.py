@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
         fetch_runtime(java=options.java)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also when started with SIGINT ignored (`dev up &` from a script): Ctrl-C / kill -INT must stop it.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     reporter: StatusReporter | None = None
     traffic: Any = None
     started = time.monotonic()
@@ -198,7 +200,10 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, _StopRequestedError):
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+        # A second Ctrl-C / SIGTERM must not cut the ordered shutdown short (it is bounded anyway).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        console.log_line(f"dev up: stopping everything in reverse order (at most {args.stop_timeout:g} s)")
         if traffic is not None:
             traffic.stop()
         if reporter is not None:
@@ -212,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 + (f"; killed: {', '.join(forced)}" if forced else "")
             )
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _print_where_to_look(stack: DevStack, console: Console, took_s: float) -> None:
