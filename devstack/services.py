@@ -10,11 +10,12 @@ tiers backwards, so a sink is gone before the sandbox it writes to, and Kafka st
 
 The services, by tier (``psinfor dev up --print-plan`` shows the argv of each)::
 
-    0  kafka, registry, sandbox-prestashop, sandbox-infor
+    0  kafka, registry, sandbox-prestashop, sandbox-infor       (kafka/registry unless attached)
     1  topics, schemas                              (tasks: run once, must exit 0)
-    2  ingest-prestashop-webhooks, ingest-infor-events, processors
+    2  ingest-prestashop-webhooks, ingest-infor-events, processors[-<flow>] (one worker per group
+       of flows with distinct source topics, see processor_workers)
     3  sandbox-setup                                (task: one catalogue, webhooks -> the receiver)
-    4  ingest-prestashop-poller, ingest-infor-poller, sink-<name> for every sink
+    4  ingest-prestashop-poller, ingest-infor-poller, sink-<name> for every sink (or sinks-<target>)
 """
 
 from __future__ import annotations
