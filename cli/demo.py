@@ -1,7 +1,8 @@
 """``psinfor demo``: a guided order-to-cash run on the sandbox stack (see :mod:`devstack.demo`).
 
 Attaches to the ``psinfor dev up`` running with the same ``--data-dir``; otherwise starts the stack
-itself (quietly: the services' logs go to ``<data-dir>/logs``), runs the demo and stops it again.
+itself (the services' output goes to ``<data-dir>/logs``; only the supervisor's own lines are shown),
+runs the demo and stops it again.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
         # The demo's failure needs rules that pass SKUs to M3 as typed; its own stack starts with them.
         rules = with_item_case(stack_rules_text(), "keep")
-        stack = DevStack.create(options, emit=lambda line: None, rules_text=rules)
+        stack = DevStack.create(options, emit=_supervisor_lines(out), rules_text=rules)
         if not args.no_build and (args.kafka_bootstrap is None or args.registry_url is None):
             from sandbox.kafka.runtime import fetch_runtime
 
@@ -119,3 +121,17 @@ def run(args: argparse.Namespace) -> int:
             out.write("Stopping the stack ...\n")
             out.flush()
             stack.stop()
+
+
+def _supervisor_lines(out: Any) -> Callable[[str], None]:
+    """Only the supervisor's own lines (start progress, restarts) reach the console; the services'
+    output goes to their log files, so the narration stays readable."""
+    lock = threading.Lock()
+
+    def emit(line: str) -> None:
+        if line.startswith("[dev-up]"):
+            with lock:
+                out.write(line + "\n")
+                out.flush()
+
+    return emit
