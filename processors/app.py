@@ -182,14 +182,23 @@ def build_app(settings: Settings, options: ProcessorOptions, rules: Rules | None
         stage=STAGE,
         timeout_s=settings.dlq.delivery_timeout_s,
     )
+    app = faust_app(settings, options)
+    health = HealthState.from_settings(settings.service, STAGE)
+
+    # Liveness means the worker's event loop runs, with or without events to handle: an idle worker
+    # must not look stuck. A batch that never completes ends the process through its own timeouts.
+    @app.timer(max(1.0, settings.service.heartbeat_timeout_s / 3))  # type: ignore[untyped-decorator]
+    async def event_loop_alive() -> None:
+        health.heartbeat()
+
     return ProcessorApp(
-        faust=faust_app(settings, options),
+        faust=app,
         settings=settings,
         options=options,
         producer=producer,
         registry=registry,
         dead_letters=dead_letters,
-        health=HealthState.from_settings(settings.service, STAGE),
+        health=health,
         rules=loaded,
         start_offsets=GroupStartOffsets(settings.kafka, options.app_id),
     )

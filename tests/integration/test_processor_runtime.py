@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -83,6 +85,7 @@ def worker(
     log: Path,
     *,
     extra: tuple[str, ...] = (),
+    environment: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The worker subprocess; stopped with SIGTERM (or killed) when the block ends."""
     env = {
@@ -92,7 +95,7 @@ def worker(
         "PSINFOR_REGISTRY__URL": registry_url,
         "PSINFOR_SERVICE__LOG_FORMAT": "text",
         "PSINFOR_SERVICE__COMMIT_INTERVAL_S": "0.5",
-        "DIAG_BATCHES": "1",
+        **(environment or {}),
     }
     argv = [
         sys.executable,
@@ -430,3 +433,28 @@ def test_two_flows_reading_one_topic_in_one_worker_each_emit_every_version(
     shadow = Topics(source=topics.source, output=second, dlq=topics.dlq)
     found = sequences(kafka_bootstrap, shadow, registry_url, new_group(), flow=b"test_inventory_shadow")
     assert found == planned.expected
+
+
+@pytest.mark.timeout(90)
+def test_an_idle_worker_stays_live_past_its_heartbeat_timeout(
+    kafka_bootstrap: str, registry_url: str, topics: Topics, new_group: GroupFactory, tmp_path: Path
+) -> None:
+    """Liveness says the worker's loop runs, not that events arrive: with nothing to do for three
+    heartbeat timeouts, /healthz still answers 200 (a liveness probe must not kill an idle worker)."""
+    log = tmp_path / "worker.log"
+    quiet = {"PSINFOR_SERVICE__HEARTBEAT_TIMEOUT_S": "2"}
+    with worker(
+        kafka_bootstrap, registry_url, topics, new_group(), "INVENTORY", log, environment=quiet
+    ) as process:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-3000:]
+            found = re.search(r"health=(http://\S+)", log.read_text())
+            url = found.group(1) if found else None
+            time.sleep(0.2)
+        assert url is not None, log.read_text()[-3000:]
+        time.sleep(6.0)  # three heartbeat timeouts without a single event
+        answer = httpx.get(f"{url}/healthz", timeout=5)
+        assert answer.status_code == 200, answer.text
+        assert process.poll() is None
