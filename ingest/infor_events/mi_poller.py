@@ -126,8 +126,12 @@ def lmts_of(record: Mapping[str, str]) -> int:
     return 0
 
 
-def _change_date(lmts: int) -> str:
-    return datetime.fromtimestamp(lmts / 1000, tz=UTC).strftime("%Y%m%d") if lmts > 0 else "00000000"
+def _changed_since(lmts: int) -> dict[str, MiValue]:
+    """MMS200MI LstItmByChgDate's inputs for items changed since ``lmts``. With no watermark yet the
+    from-date is left out (every item): FLMD is a date field, and ``00000000`` is not a date."""
+    if lmts <= 0:
+        return {}
+    return {"FLMD": datetime.fromtimestamp(lmts / 1000, tz=UTC).strftime("%Y%m%d")}
 
 
 FEEDS: Mapping[str, MiFeed] = {
@@ -156,7 +160,7 @@ FEEDS: Mapping[str, MiFeed] = {
         "LstItmByChgDate",
         ("ITNO",),
         {"FLMD": "LMDT"},
-        lambda since: {"FLMD": _change_date(since)},
+        _changed_since,
     ),
 }
 """Every feed the poller knows, by the name used in ``PSINFOR_INFOR_EVENTS__POLL_FEEDS``."""

@@ -184,3 +184,12 @@ def test_lmts_falls_back_to_the_change_date() -> None:
     assert lmts_of({"LMTS": "1741162000123"}) == 1_741_162_000_123
     assert lmts_of({"LMDT": "20250305"}) == 1_741_132_800_000
     assert lmts_of({}) == 0
+
+
+def test_the_items_feed_leaves_the_from_date_out_until_it_has_a_watermark() -> None:
+    """FLMD is an M3 date field: 00000000 is refused, so the first pass asks for every item."""
+    from ingest.infor_events.mi_poller import FEEDS
+
+    items = FEEDS["items"]
+    assert items.query(0) == {}
+    assert items.query(1_700_000_000_000) == {"FLMD": "20231114"}
