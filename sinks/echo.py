@@ -30,17 +30,22 @@ no personal data.
    in memory; after a restart the record behind the sink's own newest write stands in), so a fact
    the other side changed meanwhile is not re-sent because an unrelated one moved;
 2. *origin*: a changed value the pipeline itself wrote into S (within :data:`DEFAULT_WINDOW_S`)
-   keeps the origin recorded with that write — when the value first appeared, in either system;
-   any other value is a genuine change of S, whose origin is the record's ``meta.occurred_at``;
-3. *last change wins*: the fact is written into D unless this sink already wrote that value there,
-   or its own newest write of the fact into D carries a newer origin. A value that merely comes back
-   is then an ``echo``; a genuine change older than what the sink already wrote is ``superseded``.
+   keeps the origin recorded with that write — where (S or D) and when the value first appeared;
+   any other value is a genuine change of S, whose origin is S at the record's ``meta.occurred_at``
+   (and never before the origin of the value it replaced, which a coarse clock could claim);
+3. a value that came from D is an ``echo``: D holds it, or something newer. Unless this sink wrote
+   an older change into D *after* that value appeared there (or may have: the write was under way):
+   the two directions crossed (both systems changed the field at once, each write overwrote the
+   other's value), and the newer value is written back into D;
+4. any other value is written into D unless this sink already put that value there, or its own
+   newest write of the fact into D carries a newer origin (a genuine change older than what the sink
+   already wrote is ``superseded``: last change wins; a tie goes to the ERP, :data:`PRECEDENCE`).
 
 So a change crosses once and its echo stops at the first sink; when the shop and M3 change the same
-field at once, both systems end on the later change (the sink that overwrote it with the older one
-writes it again when the newer value comes back), and each sink writes a fact only with strictly
-newer origins, so the writes per entity are bounded by the number of changes. Other facts of the
-same records go their own way: a shop change of the name and an M3 change of the e-mail both survive.
+field at once, both systems end on the later change, and each sink writes a fact only with a strictly
+newer origin (or once more to undo its own crossing write), so the writes per entity stay bounded
+by the number of changes. Other facts of the same records go their own way: a shop change of the name
+and an M3 change of the e-mail both survive.
 
 Nothing to write is outcome ``echo`` (or ``superseded``, ``no_change``). The sink writes only the
 facts the verdict names, and records the write (:meth:`EchoGuard.will_write`, acknowledged) *before*
@@ -50,14 +55,19 @@ Ledger record on ``state.erp-links`` (one writer per system: the sink writing th
 
     key   echo:{infor|prestashop}:customer:{customer_key}
     value {"system": "INFOR", "entity": "customer", "key": "1:42",
-           "writes": [{"facts": {"email": "<digest>", ...}, "origins": {"email": <ms>},
-                       "written_at": <ms>}, ...]}   (newest last, at most 8)
+           "writes": [{"facts": {"email": "<digest>", ...},
+                       "origins": {"email": [<ms>, "PRESTASHOP", <ms seen>]},
+                       "written_at": <ms>, "done_at": <ms>}, ...]}   (newest last, at most 8)
 
 ``facts`` are all the facts of the record written, ``origins`` the facts actually sent with the
-origin of their value, ``written_at`` the pipeline's clock just before the write. Origins from both
-systems are compared with each other: this assumes their clocks agree to well under the time a change
-takes to cross (NTP; PrestaShop's ``date_upd`` has whole seconds, so changes of one field on both sides
-within the same second are ordered arbitrarily, but still end equal).
+origin of their value (when, in which system, and when the pipeline first saw it), ``written_at`` and
+``done_at`` the pipeline's clock just before the target was called and once it answered (the record
+is written twice; a write whose end is unknown counts as having taken effect up to
+:data:`WRITE_SLACK_S` later: a re-assert too many is only a no-op at the target). Times of both
+systems and the pipeline are compared with each other: this assumes their clocks agree to well under
+the time a change takes to cross (NTP). Whole-second clocks (PrestaShop's ``date_upd``, the BOD's
+creation time) make ties likely: a change of one field on both sides in the same second goes to the
+ERP (:data:`PRECEDENCE`); changes of one system within one second keep the order they arrived in.
 """
 
 from __future__ import annotations
@@ -102,6 +112,10 @@ MAX_WRITES: Final = 8
 """Writes remembered per system and entity: enough for the echoes in flight of a busy customer."""
 DEFAULT_WINDOW_S: Final = 6 * 3600.0
 """How long a write can still explain an echo (a backlog after an outage included)."""
+
+WRITE_SLACK_S: Final = 60.0
+"""How long after it began a write whose end was not recorded may have taken effect (the targets'
+timeouts are shorter)."""
 
 OUTCOME_ECHO: Final = "echo"
 OUTCOME_NO_CHANGE: Final = "no_change"
@@ -173,28 +187,60 @@ def occurred_at_ms(datum: AvroDatum) -> int:
 # ---------------------------------------------------------------------------------- the decision
 
 
+PRECEDENCE: Final = {PRESTASHOP: 0, INFOR: 1}
+"""Who wins a tie (both systems changed a field in the same millisecond, which whole-second clocks make
+likely: PrestaShop's ``date_upd``, the BOD's creation time): the ERP, the customer master's system of
+record (see :mod:`sinks.prestashop_customers`)."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where and when a value first appeared: the last-change-wins clock of a fact."""
+
+    at_ms: int
+    """When the system says the change happened (``meta.occurred_at``)."""
+    system: str
+    seen_ms: int = 0
+    """When the pipeline first saw it: orders the changes one system made within one tick of its clock
+    (its records arrive in order)."""
+
+    def rank(self) -> tuple[int, int, int]:
+        """The order of origins: the later change wins, a tie goes to :data:`PRECEDENCE`."""
+        return self.at_ms, PRECEDENCE.get(self.system, -1), self.seen_ms
+
+
 @dataclass(frozen=True)
 class Write:
     """One write the pipeline made into a system for one entity (see the module docstring)."""
 
     facts: Facts
     """Every fact of the record written (what the pipeline believes the target holds afterwards)."""
-    origins: Mapping[str, int]
-    """Written fact → when its value first appeared in either system (epoch ms): the last-change-wins
-    clock. Only the facts actually sent have one."""
+    origins: Mapping[str, Origin]
+    """The facts actually sent → the origin of the value sent."""
     written_at_ms: int
+    """The pipeline's clock just before the target was called."""
+    done_at_ms: int | None = None
+    """... and once it answered; None while unknown (in flight, or the sink stopped meanwhile)."""
 
     @property
     def written(self) -> frozenset[str]:
         """The facts actually sent."""
         return frozenset(self.origins)
 
+    @property
+    def landed_by_ms(self) -> int:
+        """When the write had taken effect at the latest (:data:`WRITE_SLACK_S` when it never said)."""
+        if self.done_at_ms is not None:
+            return self.done_at_ms
+        return self.written_at_ms + int(WRITE_SLACK_S * 1000)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this write in a ledger record."""
         return {
             "facts": dict(sorted(self.facts.items())),
-            "origins": dict(sorted(self.origins.items())),
+            "origins": {name: [o.at_ms, o.system, o.seen_ms] for name, o in sorted(self.origins.items())},
             "written_at": self.written_at_ms,
+            "done_at": self.done_at_ms,
         }
 
     @classmethod
@@ -205,8 +251,9 @@ class Write:
             raise TypeError("facts and origins must be objects")
         return cls(
             facts={str(k): str(v) for k, v in facts.items()},
-            origins={str(k): int(v) for k, v in origins.items()},
+            origins={str(k): Origin(int(v[0]), str(v[1]), int(v[2])) for k, v in origins.items()},
             written_at_ms=int(value["written_at"]),
+            done_at_ms=None if value.get("done_at") is None else int(value["done_at"]),
         )
 
 
@@ -214,7 +261,7 @@ class Write:
 class Verdict:
     """What to do with a record from the other system: the facts to write, and why the rest are not."""
 
-    write: Mapping[str, int] = field(default_factory=dict)
+    write: Mapping[str, Origin] = field(default_factory=dict)
     """Facts to write into the target → the origin of the value written."""
     echo: frozenset[str] = frozenset()
     """Changed facts that only repeat what the pipeline wrote into the record's system."""
@@ -240,14 +287,16 @@ def decide(
     facts: Facts,
     previous: Facts | None,
     *,
+    source: str,
+    target: str,
     occurred_at_ms: int,
     into_source: Sequence[Write],
     into_target: Sequence[Write],
     now_ms: int,
     window_ms: int = int(DEFAULT_WINDOW_S * 1000),
 ) -> Verdict:
-    """The verdict for a record stating ``facts``, which changed in its system at ``occurred_at_ms``
-    (see the module docstring; pure).
+    """The verdict for a record of system ``source`` stating ``facts``, which changed there at
+    ``occurred_at_ms``, for the sink writing ``target`` (see the module docstring; pure).
 
     ``previous``: the facts of the previous record of the same system and key; None when unknown, in
     which case the record behind the sink's own newest write stands in (and with no write either,
@@ -259,23 +308,41 @@ def decide(
         previous = own_newest.facts if own_newest is not None else None
     changed = [name for name in sorted(facts) if previous is None or previous.get(name) != facts[name]]
     recent = [write for write in into_source if now_ms - write.written_at_ms <= window_ms]
-    write: dict[str, int] = {}
+    write: dict[str, Origin] = {}
     echo: set[str] = set()
     superseded: set[str] = set()
     for name in changed:
         value = facts[name]
         explaining = _newest(w for w in recent if name in w.origins and w.facts.get(name) == value)
-        origin = explaining.origins[name] if explaining is not None else occurred_at_ms
+        origin = explaining.origins[name] if explaining is not None else None
+        if origin is None:
+            # A change made on top of a value the pipeline knows the origin of (it wrote it into
+            # either system) is later than that value, whatever a coarse clock says.
+            replaced = previous.get(name) if previous is not None else None
+            under = _newest(
+                w for w in (*recent, *into_target) if name in w.origins and w.facts.get(name) == replaced
+            )
+            floor = under.origins[name].at_ms + 1 if under is not None else occurred_at_ms
+            origin = Origin(max(occurred_at_ms, floor), source, now_ms)
         own = _newest(w for w in into_target if name in w.origins)
-        if own is None:
-            if explaining is None:
+        if own is not None and own.facts.get(name) == value:
+            # This sink already put that value into its target.
+            (echo if explaining is not None else superseded).add(name)
+        elif origin.system == target:
+            # The value came from the target itself, which still holds it (or a newer one) unless
+            # this sink overwrote it since with an older change: the two directions crossed.
+            if (
+                own is not None
+                and own.origins[name].rank() < origin.rank()
+                and origin.at_ms < own.landed_by_ms
+            ):
                 write[name] = origin
             else:
                 echo.add(name)
-        elif own.facts.get(name) == value or own.origins[name] >= origin:
-            (echo if explaining is not None else superseded).add(name)
-        else:
+        elif own is None or own.origins[name].rank() < origin.rank():
             write[name] = origin
+        else:
+            (echo if explaining is not None else superseded).add(name)
     return Verdict(write, frozenset(echo), frozenset(superseded))
 
 
@@ -424,6 +491,10 @@ class AckedProducer(Protocol):
 class EchoLedger(Protocol):
     """Where the guard keeps and finds the pipeline's writes (:class:`StoredEchoLedger` on Kafka)."""
 
+    def ready(self) -> None:
+        """Block until the ledger is loaded (RetryableError while Kafka or the topic is unavailable)."""
+        ...
+
     def writes(self, system: str, entity: str, key: str) -> tuple[Write, ...]:
         """The writes known now (no waiting)."""
         ...
@@ -433,12 +504,18 @@ class EchoLedger(Protocol):
         ...
 
     async def record(self, system: str, entity: str, key: str, write: Write, correlation_id: str) -> None:
-        """Add ``write``; returns only after the broker acknowledged the record."""
+        """Add ``write`` (or update the one begun at the same ``written_at_ms``); returns only after the
+        broker acknowledged the record."""
         ...
 
 
 class StoredEchoLedger:
-    """:class:`EchoLedger` on ``state.erp-links``: an :class:`EchoIndex` followed by an ErpLinkStore."""
+    """:class:`EchoLedger` on ``state.erp-links``: an :class:`EchoIndex` followed by an ErpLinkStore.
+
+    The topic is read on first use (:meth:`ready`), not when the sink is built: a record that meets an
+    unreadable topic is retried by the runner like any other target outage, and building a sink needs
+    no broker.
+    """
 
     def __init__(self, store: ErpLinkStore, producer: AckedProducer) -> None:
         if not isinstance(store.index, EchoIndex):
@@ -446,6 +523,22 @@ class StoredEchoLedger:
         self._store = store
         self._index: EchoIndex = store.index
         self._producer = producer
+        self._started = False
+        self._starting = threading.Lock()
+
+    def ready(self) -> None:
+        """See :class:`EchoLedger`: the first call reads the topic to its end and starts following it."""
+        with self._starting:
+            if not self._started:
+                self._store.start()
+                self._started = True
+
+    def close(self) -> None:
+        """Stop following the topic (if it was ever read)."""
+        with self._starting:
+            if self._started:
+                self._store.close()
+                self._started = False
 
     def writes(self, system: str, entity: str, key: str) -> tuple[Write, ...]:
         """See :class:`EchoLedger`."""
@@ -457,7 +550,8 @@ class StoredEchoLedger:
 
     async def record(self, system: str, entity: str, key: str, write: Write, correlation_id: str) -> None:
         """See :class:`EchoLedger`; the record keeps the newest :data:`MAX_WRITES` writes."""
-        writes = (*self._index.writes(system, entity, key), write)[-MAX_WRITES:]
+        kept = [w for w in self._index.writes(system, entity, key) if w.written_at_ms != write.written_at_ms]
+        writes = (*kept, write)[-MAX_WRITES:]
         record_key, value = ledger_record(system, entity, key, writes)
         headers: HeaderList = (("correlation_id", correlation_id.encode()),) if correlation_id else ()
         await self._producer.produce_acked(self._store.topic, record_key, value, headers)
@@ -522,6 +616,7 @@ class EchoGuard:
         self._window_ms = int(window_s * 1000)
         self._clock = clock
         self._previous: dict[str, Facts] = {}
+        self._begun: dict[str, Write] = {}
 
     def subject(self, datum: AvroDatum) -> EchoSubject:
         """The subject of a canonical ``Customer`` datum (pure)."""
@@ -531,6 +626,8 @@ class EchoGuard:
         return decide(
             subject.facts,
             self._previous.get(subject.key),
+            source=self.source,
+            target=self.target,
             occurred_at_ms=subject.occurred_at_ms,
             into_source=self._ledger.writes(self.source, self._entity, subject.key),
             into_target=self._ledger.writes(self.target, self._entity, subject.key),
@@ -541,6 +638,7 @@ class EchoGuard:
     async def screen(self, subject: EchoSubject) -> Screening:
         """The verdict on ``subject``. A fact that looks genuine is checked again once the ledger has
         read everything on the topic: the other sink's record of its write may just be arriving."""
+        await asyncio.to_thread(self._ledger.ready)
         verdict = self._decide(subject)
         if verdict.write or verdict.superseded:
             await asyncio.to_thread(self._ledger.catch_up)
@@ -548,7 +646,7 @@ class EchoGuard:
         log.info(
             "echo screened",
             extra={
-                "stage": self.stage,
+                "sink": self.stage,
                 "customer_key": subject.key,
                 "echo_outcome": verdict.outcome or "write",
                 "write": ",".join(sorted(verdict.write)),
@@ -563,10 +661,19 @@ class EchoGuard:
         subject = screening.subject
         write = Write(
             facts=subject.facts,
-            origins=screening.verdict.write,
+            origins=dict(screening.verdict.write),
             written_at_ms=int(self._clock() * 1000),
         )
         await self._ledger.record(self.target, self._entity, subject.key, write, correlation_id)
+        self._begun[subject.key] = write
+
+    async def written(self, screening: Screening, correlation_id: str = "") -> None:
+        """The write :meth:`will_write` announced was made: note when, and :meth:`handled` the record."""
+        begun = self._begun.pop(screening.subject.key, None)
+        if begun is not None:
+            done = replace(begun, done_at_ms=int(self._clock() * 1000))
+            await self._ledger.record(self.target, self._entity, screening.subject.key, done, correlation_id)
+        self.handled(screening)
 
     def handled(self, screening: Screening) -> None:
         """The record is done (written, unchanged or echo): the next one of its key compares with it."""
@@ -577,7 +684,7 @@ class EchoGuard:
 async def open_echo_guard(
     resources: SinkResources, *, target: str, stage: str, sync_timeout_s: float = 10.0
 ) -> AsyncIterator[EchoGuard]:
-    """A guard on ``state.erp-links`` read to its end and followed; its reader is closed on exit."""
+    """A guard on ``state.erp-links`` (read to its end on first use, then followed); closed on exit."""
     store = ErpLinkStore(
         resources.settings.kafka,
         resources.topic(LINKS_TOPIC),
@@ -585,11 +692,11 @@ async def open_echo_guard(
         sync_timeout_s=sync_timeout_s,
     )
     store.index = EchoIndex()
-    await asyncio.to_thread(store.start)
+    ledger = StoredEchoLedger(store, resources.producer)
     try:
-        yield EchoGuard(StoredEchoLedger(store, resources.producer), target=target, stage=stage)
+        yield EchoGuard(ledger, target=target, stage=stage)
     finally:
-        await asyncio.to_thread(store.close)
+        await asyncio.to_thread(ledger.close)
 
 
 __all__ = [
@@ -602,6 +709,7 @@ __all__ = [
     "EchoIndex",
     "EchoLedger",
     "EchoSubject",
+    "Origin",
     "Screening",
     "StoredEchoLedger",
     "Verdict",

@@ -589,7 +589,7 @@ class InforCustomersSink:
         narrowed = model if kept == model.customer else replace(model, customer=kept)
         applied = await self._upsert(narrowed, model, context)
         if applied.outcome != "deferred":
-            self._echo.handled(screening)
+            await self._echo.written(screening, context.correlation_id)
         return applied
 
     async def _upsert(self, model: CustomerUpsert, whole: CustomerUpsert, context: SinkContext) -> Applied:

@@ -331,7 +331,7 @@ class CustomerSink:
             return Applied(screening.outcome, facts(customer_key=model.customer_key))
         await self._echo.will_write(screening, context.correlation_id)
         applied = await self._apply(model, keep_shop_fields(model, screening.verdict.write))
-        self._echo.handled(screening)
+        await self._echo.written(screening, context.correlation_id)
         return applied
 
     async def _apply(self, model: CustomerMaster, owned: CustomerMaster | None = None) -> Applied:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from sinks.echo import (
     PRESTASHOP,
     EchoGuard,
     EchoIndex,
+    Origin,
     Verdict,
     Write,
     customer_fact_values,
@@ -129,7 +130,9 @@ def test_facts_say_what_m3_keeps_and_store_no_personal_data() -> None:
     assert company["name"] == "durand & fils"  # M3's CUNM is the company when there is one
 
     facts = customer_facts(_shop_record())
-    _, value = ledger_record(INFOR, "customer", "1:318", [Write(facts, {"email": NOW}, NOW)])
+    _, value = ledger_record(
+        INFOR, "customer", "1:318", [Write(facts, {"email": Origin(NOW, SHOP, NOW)}, NOW)]
+    )
     assert b"camille" not in value.lower()
     assert b"lilas" not in value.lower()
     assert set(facts) == {"name", "email", "phone", "address"}
@@ -151,32 +154,76 @@ def _address(lines: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- the decision
 
 
-def _write(facts: Mapping[str, str], origins: Mapping[str, int], at: int) -> Write:
+SHOP, ERP = PRESTASHOP, INFOR
+
+
+def _write(facts: Mapping[str, str], origins: Mapping[str, Origin], at: int) -> Write:
     return Write(dict(facts), dict(origins), at)
 
 
-def test_a_genuine_change_is_written_with_its_own_time_as_origin() -> None:
-    verdict = decide(
-        {"name": "b", "email": "e"},
-        {"name": "a", "email": "e"},
-        occurred_at_ms=NOW,
-        into_source=[],
-        into_target=[],
-        now_ms=NOW,
+def _at_erp(
+    facts: Mapping[str, str],
+    previous: Mapping[str, str] | None,
+    *,
+    occurred: int = NOW,
+    into_source: Sequence[Write] = (),
+    into_target: Sequence[Write] = (),
+    now: int = NOW,
+    window_ms: int = 6 * HOUR,
+) -> Verdict:
+    """The Infor customers sink's verdict on a shop record."""
+    return decide(
+        facts,
+        previous,
+        source=SHOP,
+        target=ERP,
+        occurred_at_ms=occurred,
+        into_source=into_source,
+        into_target=into_target,
+        now_ms=now,
+        window_ms=window_ms,
     )
-    assert verdict == Verdict(write={"name": NOW})
+
+
+def _at_shop(
+    facts: Mapping[str, str],
+    previous: Mapping[str, str] | None,
+    *,
+    occurred: int,
+    into_source: Sequence[Write],
+    into_target: Sequence[Write],
+    now: int,
+) -> Verdict:
+    """The shop customers sink's verdict on an M3 record."""
+    return decide(
+        facts,
+        previous,
+        source=ERP,
+        target=SHOP,
+        occurred_at_ms=occurred,
+        into_source=into_source,
+        into_target=into_target,
+        now_ms=now,
+    )
+
+
+def test_a_genuine_change_is_written_with_its_own_system_and_time_as_origin() -> None:
+    verdict = _at_erp({"name": "b", "email": "e"}, {"name": "a", "email": "e"})
+    assert verdict == Verdict(write={"name": Origin(NOW, SHOP, NOW)})
     assert verdict.outcome is None
 
 
 def test_a_value_the_pipeline_wrote_into_the_source_is_an_echo() -> None:
-    wrote_into_source = _write({"name": "b", "email": "e"}, {"name": NOW - 5_000}, NOW - 4_000)
-    verdict = decide(
+    # The shop sink wrote M3's new name into the shop; the shop's record of it reaches the Infor sink,
+    # whose own last write into M3 (the first sync) is older than that M3 change.
+    first_sync = _write({"name": "a"}, {"name": Origin(NOW - HOUR, SHOP)}, NOW - HOUR + 900)
+    shop_sink_wrote = _write({"name": "b"}, {"name": Origin(NOW - 5_000, ERP)}, NOW - 4_000)
+    verdict = _at_erp(
         {"name": "b", "email": "e"},
         {"name": "a", "email": "e"},
-        occurred_at_ms=NOW - 3_000,
-        into_source=[wrote_into_source],
-        into_target=[],
-        now_ms=NOW,
+        occurred=NOW - 3_000,
+        into_source=[shop_sink_wrote],
+        into_target=[first_sync],
     )
     assert verdict == Verdict(echo=frozenset({"name"}))
     assert verdict.outcome == "echo"
@@ -184,88 +231,86 @@ def test_a_value_the_pipeline_wrote_into_the_source_is_an_echo() -> None:
 
 def test_only_changed_and_stated_facts_count() -> None:
     # The phone is not stated (a BOD has none) and the e-mail did not change: neither is compared.
-    verdict = decide(
-        {"name": "a", "email": "e"},
-        {"name": "a", "email": "e", "phone": "1"},
-        occurred_at_ms=NOW,
-        into_source=[],
-        into_target=[],
-        now_ms=NOW,
-    )
+    verdict = _at_erp({"name": "a", "email": "e"}, {"name": "a", "email": "e", "phone": "1"})
     assert verdict == Verdict()
     assert verdict.outcome == "no_change"
 
 
 def test_without_a_previous_record_the_record_behind_the_own_newest_write_stands_in() -> None:
-    own = _write({"name": "a", "email": "e"}, {"name": NOW - HOUR}, NOW - HOUR)
-    verdict = decide(
-        {"name": "a", "email": "f"},
-        None,
-        occurred_at_ms=NOW,
-        into_source=[],
-        into_target=[own],
-        now_ms=NOW,
+    own = _write({"name": "a", "email": "e"}, {"name": Origin(NOW - HOUR, SHOP)}, NOW - HOUR)
+    assert _at_erp({"name": "a", "email": "f"}, None, into_target=[own]) == Verdict(
+        write={"email": Origin(NOW, SHOP, NOW)}
     )
-    assert verdict == Verdict(write={"email": NOW})
-    first_ever = decide(
-        {"name": "a", "email": "f"}, None, occurred_at_ms=NOW, into_source=[], into_target=[], now_ms=NOW
+    assert _at_erp({"name": "a", "email": "f"}, None) == Verdict(
+        write={"name": Origin(NOW, SHOP, NOW), "email": Origin(NOW, SHOP, NOW)}
     )
-    assert first_ever == Verdict(write={"name": NOW, "email": NOW})
 
 
 def test_a_write_older_than_the_window_explains_nothing() -> None:
-    old = _write({"name": "b"}, {"name": NOW - 3 * HOUR}, NOW - 3 * HOUR)
-    kwargs: dict[str, Any] = {"occurred_at_ms": NOW, "into_source": [old], "into_target": [], "now_ms": NOW}
-    assert decide({"name": "b"}, {"name": "a"}, window_ms=HOUR, **kwargs) == Verdict(write={"name": NOW})
-    assert decide({"name": "b"}, {"name": "a"}, window_ms=4 * HOUR, **kwargs).outcome == "echo"
+    old = _write({"name": "b"}, {"name": Origin(NOW - 3 * HOUR, ERP)}, NOW - 3 * HOUR)
+    late = _at_erp({"name": "b"}, {"name": "a"}, into_source=[old], window_ms=HOUR)
+    assert late == Verdict(write={"name": Origin(NOW, SHOP, NOW)})
+    assert _at_erp({"name": "b"}, {"name": "a"}, into_source=[old], window_ms=4 * HOUR).outcome == "echo"
 
 
 def test_crossing_changes_of_one_field_end_on_the_later_one_on_both_sides() -> None:
     # t=10: the shop sets the e-mail to S; t=20: M3 sets it to M. The Infor sink wrote S into M3 at
-    # t=30 (overwriting M), the shop sink wrote M into the shop at t=25.
-    shop_sink_wrote = _write({"email": "M"}, {"email": 20}, 25)  # into the shop, origin M3's change
-    infor_sink_wrote = _write({"email": "S"}, {"email": 10}, 30)  # into M3, origin the shop's change
+    # t=30 (overwriting the newer M), the shop sink wrote M into the shop at t=25.
+    shop_sink_wrote = _write({"email": "M"}, {"email": Origin(20, ERP)}, 25)
+    infor_sink_wrote = _write({"email": "S"}, {"email": Origin(10, SHOP)}, 30)
 
     # The echo of S from M3 reaches the shop sink: S is older than the M it wrote there: no write.
-    at_shop = decide(
+    at_shop = _at_shop(
         {"email": "S"},
         {"email": "M"},
-        occurred_at_ms=30,
+        occurred=30,
         into_source=[infor_sink_wrote],
         into_target=[shop_sink_wrote],
-        now_ms=40,
+        now=40,
     )
     assert at_shop == Verdict(echo=frozenset({"email"}))
-    # The echo of M from the shop reaches the Infor sink: M is newer than the S it wrote into M3.
-    at_m3 = decide(
+    # The echo of M from the shop reaches the Infor sink: M came from M3, but the sink overwrote it
+    # there afterwards with the older S: M goes back into M3, with the origin of M3's own change.
+    at_m3 = _at_erp(
         {"email": "M"},
         {"email": "S"},
-        occurred_at_ms=26,
+        occurred=26,
         into_source=[shop_sink_wrote],
         into_target=[infor_sink_wrote],
-        now_ms=40,
+        now=40,
     )
-    assert at_m3 == Verdict(write={"email": 20})  # written with the origin of M3's own change
-    # ... whose echo then stops: the shop sink already wrote M there.
-    rewritten = _write({"email": "M"}, {"email": 20}, 41)
-    assert (
-        decide(
-            {"email": "M"},
-            {"email": "S"},
-            occurred_at_ms=42,
-            into_source=[infor_sink_wrote, rewritten],
-            into_target=[shop_sink_wrote],
-            now_ms=50,
-        ).outcome
-        == "echo"
+    assert at_m3 == Verdict(write={"email": Origin(20, ERP)})
+    # ... and M3's record of that stops at the shop sink, which had already written M there.
+    rewritten = _write({"email": "M"}, {"email": Origin(20, ERP)}, 41)
+    again = _at_shop(
+        {"email": "M"},
+        {"email": "S"},
+        occurred=42,
+        into_source=[infor_sink_wrote, rewritten],
+        into_target=[shop_sink_wrote],
+        now=50,
     )
+    assert again.outcome == "echo"
+
+
+def test_a_write_still_under_way_when_the_target_changed_may_have_overwritten_it() -> None:
+    # The Infor sink began writing the shop's S into M3 at t=100 (origin: the shop at t=90); M3's own
+    # change M (t=150) reached the shop meanwhile. Did S land before or after M? Only the end tells.
+    shop_sink_wrote = _write({"email": "M"}, {"email": Origin(150, ERP)}, 160)
+    kwargs: dict[str, Any] = {"occurred": 170, "into_source": [shop_sink_wrote], "now": 180}
+    began = Write({"email": "S"}, {"email": Origin(90, SHOP)}, 100)  # no end recorded: may be late
+    assert _at_erp({"email": "M"}, {"email": "S"}, into_target=[began], **kwargs).write == {
+        "email": Origin(150, ERP)
+    }
+    ended_before = replace(began, done_at_ms=120)  # S landed before M3's change: M3 holds M
+    assert _at_erp({"email": "M"}, {"email": "S"}, into_target=[ended_before], **kwargs).outcome == "echo"
+    ended_after = replace(began, done_at_ms=155)  # S landed after it: M goes back
+    assert _at_erp({"email": "M"}, {"email": "S"}, into_target=[ended_after], **kwargs).write
 
 
 def test_a_genuine_change_older_than_the_sinks_last_write_is_superseded() -> None:
-    newer = _write({"name": "m3"}, {"name": 50}, 55)
-    verdict = decide(
-        {"name": "shop"}, {"name": "a"}, occurred_at_ms=40, into_source=[], into_target=[newer], now_ms=60
-    )
+    newer = _write({"name": "later"}, {"name": Origin(50, SHOP)}, 55)
+    verdict = _at_erp({"name": "earlier"}, {"name": "a"}, occurred=40, into_target=[newer], now=60)
     assert verdict == Verdict(superseded=frozenset({"name"}))
     assert verdict.outcome == "superseded"
 
@@ -281,6 +326,8 @@ class _World:
 
     rng: random.Random
     coalesce: bool
+    grain: int = 1
+    """Records carry their change time rounded down to this many ticks (whole-second clocks: ties)."""
     clock: int = 0
     state: dict[str, dict[str, str]] = field(default_factory=dict)
     emitted: dict[str, list[tuple[str, dict[str, str], int]]] = field(default_factory=dict)
@@ -311,7 +358,8 @@ class _World:
         moved = {name: value for name, value in values.items() if self.state[system][name] != value}
         self.state[system].update(moved)
         if moved:
-            self.emitted[system].append((system, dict(self.state[system]), self.tick()))
+            at = self.tick()
+            self.emitted[system].append((system, dict(self.state[system]), at - at % self.grain))
         return bool(moved)
 
     def ingest(self, system: str) -> None:
@@ -338,6 +386,8 @@ class _World:
         verdict = decide(
             facts,
             self.previous[target],
+            source=source,
+            target=target,
             occurred_at_ms=occurred,
             into_source=self.ledger[source],
             into_target=self.ledger[target],
@@ -345,9 +395,9 @@ class _World:
         )
         self.previous[target] = facts
         if verdict.write:
+            self.writes[target] += 1  # every write the sink decides, also those the target already had
             self.ledger[target].append(Write(dict(facts), dict(verdict.write), self.tick()))
-            if self.change(target, {name: facts[name] for name in verdict.write}):
-                self.writes[target] += 1
+            self.change(target, {name: facts[name] for name in verdict.write})
 
     def run(self, edits: int) -> None:
         left = edits
@@ -376,15 +426,19 @@ class _World:
             self.last_edit[name] = value
 
 
-@pytest.mark.parametrize("coalesce", [False, True], ids=["every-record", "re-reads-and-duplicates"])
-def test_random_interleavings_converge_with_bounded_writes(coalesce: bool) -> None:
+@pytest.mark.parametrize(
+    ("coalesce", "grain"),
+    [(False, 1), (True, 1), (False, 5), (True, 5)],
+    ids=["every-record", "re-reads-and-duplicates", "coarse-clocks", "coarse-clocks-re-reads"],
+)
+def test_random_interleavings_converge_with_bounded_writes(coalesce: bool, grain: int) -> None:
     edits = 8
     worst = 0
     for seed in range(800):
-        world = _World(random.Random(seed), coalesce)
+        world = _World(random.Random(seed), coalesce, grain)
         world.run(edits)
         assert world.state[PRESTASHOP] == world.state[INFOR], f"seed {seed} diverged"
-        if not coalesce:
+        if not coalesce and grain == 1:
             # Every change was seen: the later change of each field wins, in both systems.
             assert world.state[PRESTASHOP] == world.last_edit, f"seed {seed}: not the last change"
         worst = max(worst, sum(world.writes.values()))
@@ -414,7 +468,10 @@ def test_without_the_guard_the_same_world_ping_pongs() -> None:
 
 
 def test_ledger_records_round_trip_and_share_the_links_topic() -> None:
-    writes = [_write({"email": "d1"}, {"email": NOW}, NOW), _write({"name": "d2"}, {"name": NOW}, NOW + 1)]
+    writes = [
+        _write({"email": "d1"}, {"email": Origin(NOW, SHOP, NOW)}, NOW),
+        _write({"name": "d2"}, {"name": Origin(NOW, ERP)}, NOW + 1),
+    ]
     key, value = ledger_record(INFOR, "customer", "1:42", writes)
     assert key == b"echo:infor:customer:1:42"
     assert parse_ledger(key, value) == ((INFOR, "customer", "1:42"), tuple(writes))
@@ -470,6 +527,9 @@ class MemoryLedger:
     late: dict[tuple[str, str, str], list[Write]] = field(default_factory=dict)
     """Writes another process made that this one only sees after catching up."""
 
+    def ready(self) -> None:
+        self.log.append("ready")
+
     def writes(self, system: str, entity: str, key: str) -> tuple[Write, ...]:
         return tuple(self.held.get((system, entity, key), ())[-MAX_WRITES:])
 
@@ -481,7 +541,8 @@ class MemoryLedger:
 
     async def record(self, system: str, entity: str, key: str, write: Write, correlation_id: str) -> None:
         self.log.append(f"record {system}")
-        self.held.setdefault((system, entity, key), []).append(write)
+        kept = [w for w in self.held.get((system, entity, key), []) if w.written_at_ms != write.written_at_ms]
+        self.held[(system, entity, key)] = [*kept, write]
 
 
 def _from_m3(**fields: Any) -> dict[str, Any]:
@@ -498,12 +559,13 @@ def test_the_guard_catches_up_before_calling_a_change_genuine() -> None:
         echoed = guard.subject(_from_m3(email="b@example.org"))
         guard.handled(await guard.screen(first))
         # The Infor sink (another process) wrote b@ into M3; its ledger record is not read yet.
-        ledger.late[(INFOR, "customer", echoed.key)] = [Write(echoed.facts, {"email": NOW - 10}, NOW - 5)]
+        wrote = Write(echoed.facts, {"email": Origin(NOW - 10, PRESTASHOP)}, NOW - 5)
+        ledger.late[(INFOR, "customer", echoed.key)] = [wrote]
         ledger.log.clear()
         screening = await guard.screen(echoed)
         assert screening.skip
         assert screening.outcome == "echo"
-        assert ledger.log == ["catch_up"]
+        assert ledger.log == ["ready", "catch_up"]
 
     asyncio.run(scenario())
 
@@ -551,7 +613,11 @@ def test_the_shop_sink_skips_an_echo_and_writes_only_a_genuine_fact(shop: Any) -
             renamed = _linked(row, last_name="Echo-Only")
             subject = guard.subject(renamed)
             ledger.held[(INFOR, "customer", subject.key)] = [
-                Write(subject.facts, {"name": subject.occurred_at_ms - 50}, subject.occurred_at_ms - 20)
+                Write(
+                    subject.facts,
+                    {"name": Origin(subject.occurred_at_ms - 50, PRESTASHOP)},
+                    subject.occurred_at_ms - 20,
+                )
             ]
             # ... and M3's record of it comes back: nothing to write.
             echo_model = sink.decode(renamed, context())
@@ -563,6 +629,11 @@ def test_the_shop_sink_skips_an_echo_and_writes_only_a_genuine_fact(shop: Any) -
             model = sink.decode(changed, context())
             assert isinstance(model, CustomerMaster)
             written = await sink.apply(model, context())
+            [recorded] = ledger.held[(PRESTASHOP, "customer", subject.key)]
+            assert ledger.log.count("record PRESTASHOP") == 2  # announced, then ended
+            assert recorded.written == {"email"}
+            assert recorded.done_at_ms is not None
+            assert recorded.done_at_ms >= recorded.written_at_ms
             after = await a.row("customers", 5)
             return echo, echo_writes, written, wire.writes(), row, after
 
