@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,8 +53,11 @@ from tests.stack import (
     SINKS_INFOR,
     SINKS_PRESTASHOP,
     PsinforStack,
+    Service,
     Stack,
     StackConfig,
+    StackError,
+    free_port,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -469,3 +473,51 @@ def _header(message: Message, name: str) -> str:
 
 def _ts_ms(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+# ------------------------------------------------------------------------------- the harness itself
+
+_HEALTHY = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        print("served", self.path, flush=True)
+print("listening", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_the_stack_starts_in_order_names_a_dead_service_and_stops_in_reverse(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    services = [
+        Service(
+            name, (sys.executable, "-c", _HEALTHY, str(port)), health_url=f"http://127.0.0.1:{port}/healthz"
+        )
+        for name, port in zip(("first", "second"), ports, strict=True)
+    ]
+    log = tmp_path / "stack.log"
+    with Stack(services, log) as running:
+        assert "listening" in running.lines("first")
+        running.check_alive()
+    lines = log.read_text().splitlines()
+    order = [line.split("| ", 1)[1] for line in lines if line.startswith("stack ")]
+    assert [entry.split()[0] + " " + entry.split()[1] for entry in order] == [
+        "first ready",
+        "second ready",
+        "second stopped",
+        "first stopped",
+    ]
+    assert any(line.startswith("first") and "served /healthz" in line for line in lines)
+
+    dying = Service(
+        "dying",
+        (sys.executable, "-c", "print('cannot start: no config'); raise SystemExit(3)"),
+        health_url=f"http://127.0.0.1:{free_port()}/healthz",
+    )
+    doomed = Stack([services[0], dying], tmp_path / "dying.log")
+    with pytest.raises(StackError, match=r"(?s)dying exited with 3.*cannot start: no config"), doomed:
+        pass
+    assert "first stopped" in (tmp_path / "dying.log").read_text()  # what had started was stopped
