@@ -26,7 +26,7 @@ runtime: $(STAMP) ## resolve the Kafka and Apicurio jars from Maven Central (cac
 run: setup ## run the whole integration on the sandboxes until Ctrl-C (psinfor dev up; RUN_ARGS="--with-traffic 2")
 	$(BIN)/psinfor dev up --no-build $(RUN_ARGS)
 
-stop: $(STAMP) ## stop what `make run` started
+stop: $(STAMP) ## stop a Kafka or registry left running detached (`make run` itself stops everything on Ctrl-C)
 	-$(BIN)/psinfor dev registry down
 	-$(BIN)/psinfor dev kafka down
 
