@@ -161,7 +161,19 @@ class RegistryServer:
                         f"{self.log_path}:\n{log_tail(self.log_path)}"
                     )
                 time.sleep(0.25)
-            set_global_compatibility(client, self.url, GLOBAL_COMPATIBILITY)
+            # The first write after start-up can be slow on a loaded machine (the JVM is still warming
+            # up): retried with a longer timeout until the same deadline instead of failing the start.
+            while True:
+                try:
+                    set_global_compatibility(client, self.url, GLOBAL_COMPATIBILITY, timeout_s=15.0)
+                    break
+                except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                    if time.monotonic() >= deadline:
+                        raise ProcessFailedError(
+                            f"registry refused the compatibility rule for {self.ready_timeout_s:.0f} s "
+                            f"({exc}); last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                        ) from exc
+                    time.sleep(0.5)
 
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s``; returns once the JVM is gone."""
@@ -195,11 +207,16 @@ class RegistryServer:
         self.stop()
 
 
-def set_global_compatibility(client: httpx.Client, url: str, level: str) -> None:
-    """PUT the registry-wide compatibility level and read it back; raises if the registry disagrees."""
-    response = client.put(f"{url}/config", json={"compatibility": level})
+def set_global_compatibility(
+    client: httpx.Client, url: str, level: str, *, timeout_s: float | None = None
+) -> None:
+    """PUT the registry-wide compatibility level and read it back; raises if the registry disagrees.
+
+    ``timeout_s`` overrides the client's timeout for these two calls."""
+    timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else httpx.Timeout(timeout_s)
+    response = client.put(f"{url}/config", json={"compatibility": level}, timeout=timeout)
     response.raise_for_status()
-    current = client.get(f"{url}/config")
+    current = client.get(f"{url}/config", timeout=timeout)
     current.raise_for_status()
     body = current.json()
     seen = body.get("compatibilityLevel", body.get("compatibility"))
