@@ -12,10 +12,12 @@ committed offsets through the admin API and fetches with a group-less, assign-on
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -23,6 +25,8 @@ from confluent_kafka.admin import AdminClient
 from pipeline.metrics import CONSUMER_LAG_MESSAGES, CONSUMER_LAG_SECONDS, PARTITION_STALLED
 
 LibrdkafkaConfig = Mapping[str, str | int | float | bool]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,12 @@ class LagMonitor:
         return results
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
-        """Sample every ``interval_s`` until ``stop`` is set."""
+        """Sample every ``interval_s`` until ``stop`` is set; a failed sample is logged, not fatal."""
         while not stop.is_set():
-            self.sample()
+            try:
+                self.sample()
+            except KafkaException as exc:
+                log.warning("consumer lag not sampled", extra={"groups": self._groups, "error": str(exc)})
             stop.wait(interval_s)
 
     def _committed_offsets(self) -> dict[tuple[str, str, int], int]:
@@ -175,3 +182,45 @@ class LagMonitor:
         CONSUMER_LAG_MESSAGES.labels(*labels).set(lag.messages)
         CONSUMER_LAG_SECONDS.labels(*labels).set(lag.seconds)
         PARTITION_STALLED.labels(*labels).set(1 if lag.stalled else 0)
+
+
+class LagExporter:
+    """A stage's own lag, exported on its /metrics: a :class:`LagMonitor` of the stage's consumer groups
+    sampled on a daemon thread while the ``with`` block runs (``interval_s`` 0 turns it off).
+
+    The lag gauges and alerts (deploy/prometheus) need a long-running sampler; every stage runs one for
+    its own groups, so a dashboard shows each group's lag in messages and seconds without a separate
+    service.
+    """
+
+    def __init__(self, kafka_config: LibrdkafkaConfig, groups: Sequence[str], *, interval_s: float) -> None:
+        self._config = kafka_config
+        self._groups = list(groups)
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._monitor: LagMonitor | None = None
+
+    def __enter__(self) -> LagExporter:
+        if self._interval_s > 0 and self._groups:
+            self._monitor = LagMonitor(self._config, self._groups)
+            self._thread = threading.Thread(
+                target=self._monitor.run,
+                args=(self._interval_s, self._stop),
+                name="lag-exporter",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._monitor is not None:
+            self._monitor.close()

@@ -231,6 +231,12 @@ class ServiceSettings(_Section):
     heartbeat_timeout_s: float = Field(
         30.0, gt=0, description="/healthz fails when the stage's loop has not reported for this long."
     )
+    lag_interval_s: float = Field(
+        15.0,
+        ge=0,
+        description="How often a consuming stage samples its own consumer lag (messages and seconds) for "
+        "/metrics; 0 turns it off.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest level logged: DEBUG, INFO, WARNING or ERROR."
     )

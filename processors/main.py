@@ -22,6 +22,8 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.health import HealthServer
+from pipeline.kafka_config import librdkafka_config
+from pipeline.lag import LagExporter
 from pipeline.log import configure_logging
 from pipeline.settings import Settings, load_settings
 from processors import FLOWS
@@ -234,8 +236,15 @@ def run(
     # mode's Worker would replace our logging configuration with its own.
     worker.override_logging = False
     code = 0
+    # The group's own consumer lag, in messages and seconds, on this worker's /metrics.
+    lag = LagExporter(
+        librdkafka_config(settings.kafka, client_id_suffix="processors-lag"),
+        [options.app_id],
+        interval_s=settings.service.lag_interval_s,
+    )
     try:
-        worker.execute_from_commandline()
+        with lag:
+            worker.execute_from_commandline()
     except SystemExit as exc:  # the worker always ends this way, with its exit status
         code = exc.code if isinstance(exc.code, int) else 0
     finally:

@@ -33,6 +33,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from pipeline.errors import ConfigError
 from pipeline.health import HealthServer, HealthState
+from pipeline.kafka_config import librdkafka_config
+from pipeline.lag import LagExporter
 from pipeline.log import configure_logging
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings, load_settings
@@ -187,6 +189,14 @@ async def _serve(
             for _, factory in factories:
                 sinks.append(await stack.enter_async_context(factory(resources)))
             _check_unique([sink.name for sink in sinks])
+            # The sinks' own consumer lag, in messages and seconds, on this process's /metrics.
+            stack.enter_context(
+                LagExporter(
+                    librdkafka_config(settings.kafka, client_id_suffix=f"{STAGE}-lag"),
+                    [options.group(sink.name) for sink in sinks],
+                    interval_s=settings.service.lag_interval_s,
+                )
+            )
             breakers = breakers_for(
                 {sink.target for sink in sinks},
                 failure_threshold=settings.sinks.breaker_failures,

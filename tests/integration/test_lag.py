@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import REGISTRY
 
-from pipeline.lag import LagMonitor
+from pipeline.lag import LagExporter, LagMonitor
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +98,26 @@ def test_psinfor_lag_prints_the_table(
     cells = row.split()
     assert cells[:6] == [group, topic, "0", "4", "10", "6"]
     assert float(cells[6]) > 0  # the records are stamped in the past
+
+
+@pytest.mark.timeout(60)
+def test_a_stage_exports_its_own_lag_while_it_runs(
+    kafka_bootstrap: str, new_topic: Callable[..., str], new_group: Callable[[], str]
+) -> None:
+    """What the sinks and processors run beside their work: the gauges the lag alerts read move on
+    their own, without `psinfor lag` being run."""
+    topic = new_topic(partitions=1)
+    group = new_group()
+    _produce(kafka_bootstrap, topic, 0, 9)
+    _commit(kafka_bootstrap, group, [TopicPartition(topic, 0, 2)])
+    labels = {"group": group, "topic": topic, "partition": "0"}
+    with LagExporter({"bootstrap.servers": kafka_bootstrap}, [group], interval_s=0.2):
+        deadline = time.monotonic() + 30
+        while REGISTRY.get_sample_value("psinfor_consumer_lag_messages", labels) != 7:
+            assert time.monotonic() < deadline, "the exporter never published the group's lag"
+            time.sleep(0.1)
+        _commit(kafka_bootstrap, group, [TopicPartition(topic, 0, 9)])
+        while REGISTRY.get_sample_value("psinfor_consumer_lag_messages", labels) != 0:
+            assert time.monotonic() < deadline, "the exporter did not follow the new commit"
+            time.sleep(0.1)
+    assert REGISTRY.get_sample_value("psinfor_consumer_lag_seconds", labels) == 0.0
