@@ -66,6 +66,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -78,6 +79,7 @@ from pipeline.metrics import (
     COMMITS,
     DLQ_LIMIT_TRIPS,
     DLQ_MESSAGES,
+    END_TO_END_SECONDS,
     HANDLER_SECONDS,
     MESSAGES,
     RETRIES,
@@ -92,7 +94,7 @@ from pipeline.retry import Backoff
 from pipeline.runner import consumer_config
 from pipeline.settings import Settings
 from schemas.codec import AvroCodec
-from sinks.base import Sink, SinkContext, Skip
+from sinks.base import UNCHANGED, Sink, SinkContext, Skip
 from sinks.breaker import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -798,6 +800,8 @@ class SinkRunner:
         finally:
             work.calling = False
         self.breaker.record_success(admission)
+        if applied.outcome != UNCHANGED.outcome:
+            _observe_end_to_end(self.stage, datum)
         return applied.outcome
 
     async def _dead_letter(
@@ -999,3 +1003,12 @@ __all__ = [
     "key_of",
     "retry_reason",
 ]
+
+
+def _observe_end_to_end(stage: str, datum: Mapping[str, Any]) -> None:
+    """Source event received by the pipeline (``meta.ingested_at``) → the target confirmed the write:
+    the end-to-end latency of ``stage`` (``psinfor_end_to_end_latency_seconds{flow=<sink>}``)."""
+    meta = datum.get("meta")
+    ingested = meta.get("ingested_at") if isinstance(meta, Mapping) else None
+    if isinstance(ingested, datetime) and ingested.tzinfo is not None:
+        END_TO_END_SECONDS.labels(stage).observe(max(0.0, (datetime.now(UTC) - ingested).total_seconds()))
