@@ -15,6 +15,7 @@ import argparse
 import importlib
 import inspect
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -251,6 +252,8 @@ def run(
         server.stop()
         resources.close()
         app.start_offsets.close()
+        if options.datadir is None:  # the temporary directory faust_app made for this run
+            shutil.rmtree(app.faust.conf.datadir, ignore_errors=True)
         remaining = app.producer.close(timeout=settings.dlq.delivery_timeout_s)
         if remaining:
             code = code or 1
