@@ -649,8 +649,9 @@ def build_services(plan: StackPlan) -> list[ServiceSpec]:
                 str(options.infor_items),
                 "--ims-push-url",
                 plan.ims_push_url,
-                "--ims-push-token",
-                plan.secrets.ims_token,
+                # One argument: a urlsafe-base64 token may start with "-", which argparse would take
+                # for an option ("expected one argument") if it stood on its own.
+                f"--ims-push-token={plan.secrets.ims_token}",
             ),
             health=HttpCheck(f"{infor}/_sandbox/warehouse"),
             group="sandbox",
