@@ -24,7 +24,9 @@ stored and committed every ``service.commit_interval_s``, on revoke and on the w
 Coalescing (``sink.coalesce_s``): a key's queued record waits up to ``coalesce_s`` (counted from the
 first of them to arrive); a newer record of the same key and partition replaces it meanwhile. Only the
 newest is applied; the replaced ones complete together with it (outcome ``coalesced``), never before,
-so a crash cannot lose the newest value.
+so a crash cannot lose the newest value. A record the sink skips (``Skip``: not for it) does not count
+as the newest: the one before it is applied instead, since the key's coalescing window can hold records
+that mean nothing to this sink (another warehouse's stock level of the SKU).
 
 Back-pressure and liveness: a partition is paused while ``sinks.max_buffered_per_partition`` of its
 records are read but not committable (a held key's backlog, or completions behind an unfinished
@@ -737,8 +739,17 @@ class SinkRunner:
             self._dispatch()
 
     async def _work_on(self, work: _Work) -> str:
-        """Work on ``work.job`` until it is complete; returns its outcome label."""
-        record = work.job.newest
+        """Work on ``work.job`` until it is complete; returns its outcome label.
+
+        The newest record is applied. When the sink skips it (a record that means nothing to this sink)
+        and older records rode along, the next older one is tried: a skipped record has no effect here,
+        so it must not hide the key's previous value (another warehouse's level arriving in the
+        coalescing window of the shop's own warehouse's level).
+        """
+        records = work.job.records
+        index = len(records) - 1
+        record = records[index]
+        first_skip: str | None = None
         attempt = 0
         while True:
             attempt += 1
@@ -748,7 +759,14 @@ class SinkRunner:
                 await self._slots.take()
                 work.holds_slot = True
             try:
-                return await self._attempt(work, record, attempt)
+                outcome = await self._attempt(work, record, attempt)
+                if not isinstance(outcome, Skip):
+                    return outcome
+                first_skip = first_skip or outcome.reason
+                if index == 0:
+                    return first_skip
+                index -= 1
+                record, attempt = records[index], 0
             except RetryableError as exc:
                 RETRIES.labels(self.stage, retry_reason(exc)).inc()
                 delay = self._backoff.delay(attempt, exc)
@@ -767,8 +785,9 @@ class SinkRunner:
                 await self._dead_letter(work, record, exc, attempt)
                 return INVALID
 
-    async def _attempt(self, work: _Work, record: SourceRecord, attempt: int) -> str:
-        """One try: decode, then apply through the breaker. Raises what the codec or the sink raised."""
+    async def _attempt(self, work: _Work, record: SourceRecord, attempt: int) -> str | Skip:
+        """One try: decode, then apply through the breaker (the outcome label, or the sink's Skip).
+        Raises what the codec or the sink raised."""
         if record.value is None:
             raise InvalidMessage("undecodable", "the record has no value (a tombstone)")
         datum = self._codec.decode(record.value, record.topic)
@@ -780,7 +799,7 @@ class SinkRunner:
         )
         model = self.sink.decode(datum, context)
         if isinstance(model, Skip):
-            return model.reason
+            return model
         admission = await self.breaker.admit()
         if work.leaving:
             self.breaker.release(admission)

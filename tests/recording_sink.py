@@ -68,6 +68,8 @@ class Behaviour:
     """SKU → apply waits for the event before answering."""
     crash_on: set[str] = field(default_factory=set)
     skip: set[str] = field(default_factory=set)
+    skip_versions: set[tuple[str, int]] = field(default_factory=set)
+    """(SKU, version) records ``decode`` skips (another warehouse's level of a SKU, say)."""
 
 
 class RecordingSink:
@@ -98,10 +100,11 @@ class RecordingSink:
 
     def decode(self, datum: AvroDatum, context: SinkContext) -> StockLevel | Skip:
         sku = str(datum["sku"])
-        if sku in self.behaviour.skip:
+        version = int(datum["meta"]["version"])
+        if sku in self.behaviour.skip or (sku, version) in self.behaviour.skip_versions:
             return Skip("not_ours")
         record = context.record
-        return StockLevel(sku, int(datum["meta"]["version"]), record.partition, record.offset)
+        return StockLevel(sku, version, record.partition, record.offset)
 
     async def apply(self, model: StockLevel, context: SinkContext) -> Applied:
         behaviour = self.behaviour

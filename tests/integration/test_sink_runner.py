@@ -443,6 +443,32 @@ def test_coalescing_applies_only_the_newest_record_per_key_and_commits_all(
     assert metric("psinfor_messages_total", labels) - coalesced_before == len(events) - writes
 
 
+def test_a_skipped_newest_record_does_not_hide_the_older_one_it_was_coalesced_with(
+    cluster: Cluster, registry: SchemaRegistryClient, new_topic: NewTopicFactory, new_group: GroupFactory
+) -> None:
+    # One SKU's levels of two warehouses share a key: the sink skips the other warehouse's, and the shop's
+    # own level, older in the window, is the one to write.
+    topics = make_topics(new_topic, cluster.registry_url, partitions=1)
+    events = [("A", 1), ("A", 2), ("A", 3), ("B", 1), ("B", 2), ("C", 1), ("C", 2), ("C", 3)]
+    produced = produce(cluster.bootstrap, AvroCodec(registry, RECORD), topics.source, events)
+    sink = RecordingSink(
+        Behaviour(skip_versions={("A", 3), ("B", 1), ("B", 2)}), coalesce_s=2.0, name="test-coalesce-skip"
+    )
+    group = new_group()
+    runner = new_runner(cluster, registry, sink, topics, group)
+
+    async def scenario() -> None:
+        await until_committed(cluster, group, topics, end_offsets(produced))
+
+    run_with(runner, scenario)
+    applied = sink.versions()
+    print(f"\napplied per key: {applied}")
+    assert applied["A"][-1] == 2, applied  # v3 is skipped, so v2 is A's newest level
+    assert 3 not in applied["A"]
+    assert "B" not in applied  # every record of B is skipped: nothing to write
+    assert applied["C"][-1] == 3, applied
+
+
 def test_a_bug_stops_the_runner_without_committing_the_failing_record(
     cluster: Cluster, registry: SchemaRegistryClient, new_topic: NewTopicFactory, new_group: GroupFactory
 ) -> None:
