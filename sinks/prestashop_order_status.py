@@ -8,15 +8,22 @@ reason in its facts (``already_there``, ``backwards``, ``no_state``).
 
 Skipped: another shop's order (``not_ours``) and a change the shop itself reported (``echo``: the
 shop is already in that state or beyond, and posting it again would re-run its side effects).
+
+"Shipped" is not this sink's to write: the shipment (``canonical.shipment.v1``) announces it through
+``prestashop-tracking``, which writes the tracking number first so the buyer's mail can show it. M3
+reports the shipment and the order's new status together, so when both sinks wrote it they both read
+"not shipped yet" and both posted it: the buyer got two mails and the order two history rows. A
+change saying SHIPPED is therefore taken without its fulfilment dimension; one saying nothing else is
+skipped (``shipment_announces``). Delivered, cancelled, paid and the rest stay here.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from rules.canonical_status import OrderStatus
+from rules.canonical_status import FulfillmentStatus, OrderStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
@@ -45,14 +52,20 @@ class StatusChange:
 
 
 def to_status_change(datum: AvroDatum, *, shop_id: int) -> StatusChange | Skip:
-    """The change for this shop's order, or Skip (``echo``, ``not_ours``); InvalidMessage for a bad key."""
+    """The change for this shop's order, or Skip (``echo``, ``not_ours``, ``shipment_announces``: only
+    SHIPPED, which the shipment writes); InvalidMessage for a bad key."""
     if is_from_shop(datum):
         return Skip("echo")
     order_key = str(datum["order_key"])
     id_order = order_id_of(order_key, shop_id)
     if id_order is None:
         return Skip("not_ours")
-    return StatusChange(order_key, id_order, desired_status(datum))
+    desired = desired_status(datum)
+    if desired.fulfillment is FulfillmentStatus.SHIPPED:
+        desired = replace(desired, fulfillment=FulfillmentStatus.UNKNOWN)
+        if desired == OrderStatus():
+            return Skip("shipment_announces")
+    return StatusChange(order_key, id_order, desired)
 
 
 class OrderStatusSink:

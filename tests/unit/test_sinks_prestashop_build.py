@@ -116,8 +116,8 @@ async def test_a_built_sink_writes_through_the_rate_limited_client_and_closes_it
             "infor-order-stop",
             order_key=f"{SHOP_ID}:{order['id']}",
             payment_status="PAID",
-            fulfillment_status="SHIPPED",
-            lifecycle="OPEN",
+            fulfillment_status="DELIVERED",
+            lifecycle="CLOSED",
         )
         async with prestashop_order_status.build(resources) as sink, prestashop_products.build(resources):
             # Both sinks use the shop's one webservice key: one limiter.
@@ -128,7 +128,7 @@ async def test_a_built_sink_writes_through_the_rate_limited_client_and_closes_it
             assert (await sink.apply(model, context())).outcome == "written"
             assert limiter.stats.throttled == throttled + 1
         assert int((await a.row("orders", order["id"]))["current_state"]) == await a.state_id(
-            "PS_OS_SHIPPING"
+            "PS_OS_DELIVERED"
         )
         with pytest.raises(RuntimeError, match="closed"):
             await sink.apply(model, context())

@@ -99,6 +99,25 @@ def test_decode_keeps_this_shops_erp_changes_and_skips_echoes_and_other_shops() 
     assert (caught.value.reason, caught.value.field_path) == ("invalid_order_key", "order_key")
 
 
+def test_decode_leaves_shipped_to_the_shipment_and_keeps_what_else_the_change_says() -> None:
+    # prestashop-tracking posts Shipped after the tracking number; posting it here too raced it.
+    only_shipped = datum(
+        "OrderStatusChange",
+        "infor-order-stop",
+        order_key="1:17",
+        payment_status="UNKNOWN",
+        fulfillment_status="SHIPPED",
+        lifecycle="UNKNOWN",
+    )
+    assert to_status_change(only_shipped, shop_id=1) == Skip("shipment_announces")
+    paid_and_shipped = _change(17, payment_status="PAID", fulfillment_status="SHIPPED", lifecycle="OPEN")
+    assert to_status_change(paid_and_shipped, shop_id=1) == StatusChange(
+        "1:17", 17, OrderStatus(PaymentStatus.PAID, FulfillmentStatus.UNKNOWN, Lifecycle.OPEN)
+    )
+    delivered = _change(17, payment_status="PAID", fulfillment_status="DELIVERED", lifecycle="CLOSED")
+    assert to_status_change(delivered, shop_id=1) == StatusChange("1:17", 17, DELIVERED)
+
+
 # --- against the sandbox ---------------------------------------------------------------------------
 
 
@@ -114,15 +133,21 @@ def shop(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
         yield server
 
 
-def _shipped_for(id_order: int) -> dict[str, object]:
+def _change(
+    id_order: int, *, payment_status: str, fulfillment_status: str, lifecycle: str
+) -> dict[str, object]:
     return datum(
         "OrderStatusChange",
         "infor-order-stop",
         order_key=f"{SHOP_ID}:{id_order}",
-        payment_status="PAID",
-        fulfillment_status="SHIPPED",
-        lifecycle="OPEN",
+        payment_status=payment_status,
+        fulfillment_status=fulfillment_status,
+        lifecycle=lifecycle,
     )
+
+
+def _delivered_for(id_order: int) -> dict[str, object]:
+    return _change(id_order, payment_status="PAID", fulfillment_status="DELIVERED", lifecycle="CLOSED")
 
 
 async def test_a_forward_change_is_written_once_and_a_redelivery_is_unchanged(shop: SandboxServer) -> None:
@@ -130,24 +155,24 @@ async def test_a_forward_change_is_written_once_and_a_redelivery_is_unchanged(sh
         order = await a.place_order(state="PS_OS_PAYMENT")
         before = len(await a.histories_of(order["id"]))
         sink = OrderStatusSink(OrderStateWriter(client, rules()), shop_id=SHOP_ID)
-        model = sink.decode(_shipped_for(order["id"]), context())
+        model = sink.decode(_delivered_for(order["id"]), context())
         assert isinstance(model, StatusChange)
 
         first = await sink.apply(model, context())
         again = await sink.apply(model, context(attempt=2))
 
-        shipping = await a.state_id("PS_OS_SHIPPING")
-        assert shipping == 24
+        delivered = await a.state_id("PS_OS_DELIVERED")
+        assert delivered == 25
         assert first.outcome == "written"
         assert first.facts is not None
-        assert first.facts["to_state"] == "24"
+        assert first.facts["to_state"] == "25"
         assert again == Applied(
-            "unchanged", {"id_order": str(order["id"]), "state": "24", "why": "already_there"}
+            "unchanged", {"id_order": str(order["id"]), "state": "25", "why": "already_there"}
         )
-        assert int((await a.row("orders", order["id"]))["current_state"]) == shipping
+        assert int((await a.row("orders", order["id"]))["current_state"]) == delivered
         histories = await a.histories_of(order["id"])
         assert len(histories) == before + 1
-        assert int(histories[-1]["id_order_state"]) == shipping
+        assert int(histories[-1]["id_order_state"]) == delivered
 
 
 async def test_a_late_event_never_moves_the_order_backwards(shop: SandboxServer) -> None:
@@ -155,7 +180,10 @@ async def test_a_late_event_never_moves_the_order_backwards(shop: SandboxServer)
         order = await a.place_order(state="PS_OS_DELIVERED")
         before = await a.histories_of(order["id"])
         sink = OrderStatusSink(OrderStateWriter(client, rules()), shop_id=SHOP_ID)
-        model = sink.decode(_shipped_for(order["id"]), context())
+        cancelled = _change(
+            order["id"], payment_status="PENDING", fulfillment_status="UNFULFILLED", lifecycle="CANCELLED"
+        )
+        model = sink.decode(cancelled, context())
         assert isinstance(model, StatusChange)
 
         applied = await sink.apply(model, context())
@@ -172,7 +200,7 @@ async def test_a_503_is_retryable_and_the_retry_writes_exactly_once(shop: Sandbo
         order = await a.place_order(state="PS_OS_PAYMENT")
         before = len(await a.histories_of(order["id"]))
         sink = OrderStatusSink(OrderStateWriter(client, rules()), shop_id=SHOP_ID)
-        model = sink.decode(_shipped_for(order["id"]), context())
+        model = sink.decode(_delivered_for(order["id"]), context())
         assert isinstance(model, StatusChange)
         await a.fail_next("order_histories", status=503)
 
@@ -191,7 +219,7 @@ async def test_an_order_the_shop_does_not_have_is_invalid_with_the_request_summa
 ) -> None:
     async with sink_client(shop) as client:
         sink = OrderStatusSink(OrderStateWriter(client, rules()), shop_id=SHOP_ID)
-        model = sink.decode(_shipped_for(987_654), context())
+        model = sink.decode(_delivered_for(987_654), context())
         assert isinstance(model, StatusChange)
         with pytest.raises(InvalidMessage) as caught:
             await sink.apply(model, context())
