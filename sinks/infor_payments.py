@@ -25,6 +25,22 @@ balances the first attempt already lowered); ``applied`` after. The payment sink
 right after parking, and the invoice sink reads the topic to its end before looking: whichever runs
 second sees the other's fact, and if both apply, the shared batch number makes it happen once.
 
+**Echoes of the pipeline's own paid states are never applied.** When a PrestaShop sink posts a state
+flagged ``paid`` (e.g. "Shipped" for a bank-wire order M3 shipped), the shop records a payment for the
+remaining amount although the customer paid nothing; it comes back here as a payment recorded by
+PRESTASHOP. The writer brackets such a post with a paid-state mark on ``state.erp-links``
+(:class:`~sinks.prestashop_target.PaidStateMark`, format in ``sinks/prestashop_target.py``): the order's
+payment ids before and after. Both sinks read the topic to its end and judge each payment by the
+order's marks (:func:`~sinks.prestashop_target.payment_origin`) before anything else: a payment in a
+mark's echo set is outcome ``echo`` (nothing posted; a payment parked earlier is recorded ``echo`` so
+no invoice picks it up again). While a mark is open (its post under way, or its writer died before
+closing it) a payment that was not there before it began may be the echo: the sink waits up to
+``echo_wait_s`` for the mark to close (only then: no wait in the common path), and otherwise parks
+the payment ``waiting`` without raising (a RetryableError would count against M3's circuit breaker).
+The invoice sink settles parked payments with the same check, and the writer closes an open mark at
+its next move of the order (the runner redelivers the record it was applying), so a parked echo is
+never applied and a genuine payment parked this way goes in with its order's next invoice.
+
 After applying, the resulting payment status of the order (PAID when no invoice of the order has
 anything open, else PARTIALLY_PAID) goes to ``canonical.order-status.v1``, the topic CANONICAL.md gives
 payment status, as an ``OrderStatusChange`` with only the payment dimension stated.
@@ -54,6 +70,7 @@ from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3, sink_options
+from sinks.prestashop_target import PaidStateMark, PaidStateMarks, PaymentOrigin, payment_origin
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +87,10 @@ PAYMENT_BATCH_TYPE = "1"
 
 EVENT_NAMESPACE = uuid.UUID("6b1d3c52-7e0a-5f4b-9c2d-8a1e4f7b3d90")
 """UUIDv5 namespace of the payment statuses this sink emits (fixed forever: ids must stay stable)."""
+
+ECHO_WAIT_S = 5.0
+"""How long a payment waits for an open paid-state mark of its order to close before it is parked."""
+ECHO_POLL_S = 0.2
 
 _BATCH_SHOP_FACTOR = 10**10
 """Payment batch numbers are shop id x 10^10 + the shop's payment id: unique, and within PBID's N15."""
@@ -93,7 +114,9 @@ class PaymentProgress:
     correlation_id: str
     shop_id: str
     status: str = "waiting"
-    """``waiting`` (no open invoice yet), ``applying`` (batch and allocations fixed), ``applied``."""
+    """``waiting`` (no open invoice yet, or its origin not known yet), ``applying`` (batch and
+    allocations fixed), ``applied``, ``echo`` (the shop's answer to a paid state the pipeline posted:
+    never applied)."""
     allocations: tuple[PaymentAllocation, ...] = ()
     erp_order_number: str = ""
 
@@ -140,15 +163,20 @@ class PaymentProgress:
 
 
 class LinksAndPayments(ErpLinkIndex):
-    """The links index, plus the payments' progress records (``payment:`` keys) by order."""
+    """The links index, plus the payments' progress records (``payment:`` keys) by order and the
+    PrestaShop sinks' paid-state marks."""
 
     def __init__(self) -> None:
         super().__init__()
         self._payments_lock = threading.Lock()
         self._payments: dict[str, dict[str, PaymentProgress]] = {}
+        self._paid_states = PaidStateMarks()
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """Apply one ``state.erp-links`` record (payment progress here, links to the base index)."""
+        """Apply one ``state.erp-links`` record (payment progress and paid-state marks here, links to
+        the base index)."""
+        if self._paid_states.apply(key, value):
+            return
         if key is None or not key.startswith(PAYMENT_PREFIX.encode()):
             super().apply(key, value)
             return
@@ -171,10 +199,16 @@ class LinksAndPayments(ErpLinkIndex):
             return self._payments.get(order_key, {}).get(payment_id)
 
     def unsettled(self, order_key: str) -> list[PaymentProgress]:
-        """The order's payments not yet applied, oldest payment id first."""
+        """The order's payments not yet applied (nor known as echo), oldest payment id first."""
         with self._payments_lock:
             found = list(self._payments.get(order_key, {}).values())
-        return sorted((p for p in found if p.status != "applied"), key=lambda p: p.payment_id.zfill(20))
+        return sorted(
+            (p for p in found if p.status not in ("applied", "echo")), key=lambda p: p.payment_id.zfill(20)
+        )
+
+    def paid_state_marks(self, order_key: str) -> tuple[PaidStateMark, ...]:
+        """The order's paid-state marks (every PrestaShop sink's), as far as read."""
+        return self._paid_states.of_order(order_key)
 
 
 class PaymentState(Protocol):
@@ -187,6 +221,8 @@ class PaymentState(Protocol):
     def unsettled(self, order_key: str) -> list[PaymentProgress]: ...
 
     def remember(self, progress: PaymentProgress) -> None: ...
+
+    def paid_state_marks(self, order_key: str) -> tuple[PaidStateMark, ...]: ...
 
 
 class StoredPaymentState:
@@ -216,6 +252,12 @@ class StoredPaymentState:
     def remember(self, progress: PaymentProgress) -> None:
         """Keep a progress record just written."""
         self._index.remember(progress)
+
+    def paid_state_marks(self, order_key: str) -> tuple[PaidStateMark, ...]:
+        """The order's paid-state marks, after reading the topic to its end (a mark is acknowledged
+        before the write that makes the shop's payment, so the one behind a payment is always there)."""
+        self._store.sync()
+        return self._index.paid_state_marks(order_key)
 
 
 # --------------------------------------------------------------------------------- pure mapping
@@ -365,6 +407,7 @@ class PaymentReconciler:
         links_topic: str,
         status_topic: str,
         batch_type: str = PAYMENT_BATCH_TYPE,
+        echo_wait_s: float = ECHO_WAIT_S,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._m3 = m3
@@ -374,19 +417,36 @@ class PaymentReconciler:
         self._links_topic = links_topic
         self._status_topic = status_topic
         self._batch_type = batch_type
+        self._echo_wait_s = echo_wait_s
         self._clock = clock
 
     async def settle(self, payment: PaymentProgress, *, park: bool, erp_order_number: str = "") -> Applied:
         """Apply ``payment`` if its order has an open invoice; else park it (when ``park``) and wait.
 
         ``erp_order_number`` (an invoice names it) is used when the order's link is not known yet.
-        Outcomes: ``written`` (applied now), ``unchanged`` (applied before), ``waiting`` (parked).
+        Outcomes: ``written`` (applied now), ``unchanged`` (applied before), ``waiting`` (parked),
+        ``echo`` (the shop's answer to a paid state the pipeline posted: never applied).
         """
         known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
         if known is not None and known.status == "applied":
             return Applied("unchanged", {"payment_batch": str(known.batch_id)})
+        if known is not None and known.status == "echo":
+            return Applied("echo", {"payment_id": payment.payment_id})
         if known is not None and known.status == "applying":
             return await self._apply(known)
+        origin = await self._origin(payment)
+        if origin is PaymentOrigin.ECHO:
+            log.info(
+                "shop payment created for a paid state the pipeline posted: not applied to M3",
+                extra={"order_key": payment.order_key, "payment_id": payment.payment_id},
+            )
+            if known is not None:
+                await self._write(replace(known, status="echo"))
+            return Applied("echo", {"payment_id": payment.payment_id})
+        if origin is PaymentOrigin.UNKNOWN:
+            if park and known is None:
+                await self._write(payment)
+            return Applied("waiting", {"why": "paid_state_open"})
         planned = await self._plan(payment, erp_order_number)
         if planned is None and park:
             if known is None:
@@ -396,6 +456,16 @@ class PaymentReconciler:
             return Applied("waiting", {"why": "no_open_invoice"})
         await self._write(planned)
         return await self._apply(planned)
+
+    async def _origin(self, payment: PaymentProgress) -> PaymentOrigin:
+        """The payment's origin by its order's paid-state marks; an open mark is waited for (bounded)."""
+        deadline = asyncio.get_running_loop().time() + self._echo_wait_s
+        while True:
+            marks = await asyncio.to_thread(self._state.paid_state_marks, payment.order_key)
+            origin = payment_origin(marks, payment.payment_id)
+            if origin is not PaymentOrigin.UNKNOWN or asyncio.get_running_loop().time() >= deadline:
+                return origin
+            await asyncio.sleep(ECHO_POLL_S)
 
     async def _plan(self, payment: PaymentProgress, erp_order_number: str) -> PaymentProgress | None:
         link = await asyncio.to_thread(self._state.order_link, payment.order_key)
@@ -535,7 +605,10 @@ class InforInvoicePaymentsSink:
         ]
         applied = [o for o in outcomes if o.outcome in ("written", "unchanged")]
         if not applied:
-            return Applied("waiting", {"why": "no_open_invoice"})
+            parked = [o for o in outcomes if o.outcome == "waiting"]
+            if not parked:
+                return Applied("echo", {"payments": str(len(outcomes))})
+            return parked[0]
         return Applied("written", {"payments": str(len(applied)), **(applied[-1].facts or {})})
 
 

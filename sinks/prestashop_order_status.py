@@ -104,9 +104,10 @@ async def build(
     resources: SinkResources, *, send_email: bool | None = None
 ) -> AsyncIterator[OrderStatusSink]:
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
+    from sinks.prestashop_target import open_paid_state_ledger
+
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
-    async with open_shop_client(shop) as client:
-        yield OrderStatusSink(
-            OrderStateWriter(client, resources.rules, send_email=send_email), shop_id=shop.shop_id
-        )
+    async with open_shop_client(shop) as client, open_paid_state_ledger(resources, stage=NAME) as paid_states:
+        writer = OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email)
+        yield OrderStatusSink(writer, shop_id=shop.shop_id)

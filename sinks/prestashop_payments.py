@@ -38,6 +38,7 @@ from sinks.prestashop_target import (
     ShopCurrencies,
     facts,
     is_from_shop,
+    open_paid_state_ledger,
     open_shop_client,
     order_id_of,
 )
@@ -204,10 +205,13 @@ async def build(
     """The invoice sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
-    async with open_shop_client(shop) as client:
+    async with (
+        open_shop_client(shop) as client,
+        open_paid_state_ledger(resources, stage=INVOICES_NAME) as paid_states,
+    ):
         yield InvoicePaymentSink(
             client,
-            OrderStateWriter(client, resources.rules, send_email=send_email),
+            OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email),
             ShopCurrencies(client),
             shop_id=shop.shop_id,
             tolerance=resources.rules.validation.totals_tolerance,
@@ -221,10 +225,13 @@ async def build_payments(
     """The payment-record sink on the shop of ``resources.settings.prestashop``; closes on exit."""
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
-    async with open_shop_client(shop) as client:
+    async with (
+        open_shop_client(shop) as client,
+        open_paid_state_ledger(resources, stage=PAYMENTS_NAME) as paid_states,
+    ):
         yield PaymentRecordSink(
             client,
-            OrderStateWriter(client, resources.rules, send_email=send_email),
+            OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email),
             ShopCurrencies(client),
             shop_id=shop.shop_id,
             tolerance=resources.rules.validation.totals_tolerance,

@@ -31,6 +31,7 @@ from sinks.prestashop_target import (
     OrderStateWriter,
     facts,
     is_from_shop,
+    open_paid_state_ledger,
     open_shop_client,
     order_id_of,
 )
@@ -145,6 +146,6 @@ async def build(resources: SinkResources, *, send_email: bool | None = None) -> 
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
-    async with open_shop_client(shop) as client:
-        writer = OrderStateWriter(client, resources.rules, send_email=send_email)
+    async with open_shop_client(shop) as client, open_paid_state_ledger(resources, stage=NAME) as paid_states:
+        writer = OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email)
         yield ShipmentSink(client, writer, shop_id=shop.shop_id, send_email=send_email)

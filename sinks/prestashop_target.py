@@ -8,10 +8,33 @@
   another shop's order (the sink skips it).
 - :class:`OrderStateWriter`: moves an order forward through ``POST order_histories`` when the rules
   say the shop's current state is behind, and only then (shared by the status, tracking and payment
-  sinks). The decision is the pure :func:`plan_status_write`.
+  sinks). The decision is the pure :func:`plan_status_write`. Around every state it posts with the
+  ``paid`` flag it keeps a :class:`PaidStateMark` (below), so the payment the shop invents for it is
+  known as the pipeline's echo and never applied to M3.
 - :class:`ShopCatalogue`: SKU → sellable unit (product, combination) from the shop's references,
   cached and reloaded on a miss at most once per interval; an unknown SKU raises
   ``InvalidMessage("unknown_sku")`` with the closest references and names as suggestions.
+
+**Paid-state echo.** PrestaShop records an ``order_payments`` row for the remaining amount whenever
+an order enters a state flagged ``paid`` (PS_OS_PAYMENT, and PS_OS_SHIPPING too). When the PIPELINE
+posts such a state (a bank-wire order shipped by M3 → "Shipped"), that row is not money the customer
+paid: it must not reach M3 as a shop payment (``sinks/infor_payments.py``). Nothing in the row says
+who caused it, and clocks of two systems are not compared, so the writer brackets its own write::
+
+    key   echo:prestashop:paid-state:{stage}:{order_key}      (on the compacted ``state.erp-links``)
+    value {"order_key": "1:42", "stage": "prestashop-tracking", "state": 4,
+           "before": ["17"], "after": null | ["17", "18"], "echo": ["18"], "writes": []}
+
+``before``: the order's payment ids read just before the POST (the record is acknowledged before the
+POST is sent); ``after``: read just after it (the record written again, "closed"); ``echo``: every
+payment id that appeared across this stage's paid-state writes of the order (``after - before``,
+cumulative). An OPEN mark (``after`` null: the process died between the two writes) is closed by the
+next :meth:`OrderStateWriter.move` of the order (the runner redelivers the record it was applying)
+with the payments read then. One record per stage and order, so each has one writer (the sink's key
+order) and the cumulative set is never lost to a concurrent writer of another stage. ``writes`` is
+always empty: the customer sinks read ``echo:*`` keys as their ledger (``sinks/echo.py``) and
+so see "no customer writes" instead of an unreadable record. Limit: a genuine payment the shop
+records within the few milliseconds between the two reads is taken for the echo (logged).
 
 Errors are the client's (:mod:`connectors.prestashop.transport` classifies every HTTP outcome): a 4xx
 that blames the payload is an ``InvalidMessage`` whose ``details`` carry the request line, status and
@@ -22,16 +45,20 @@ connection errors are ``RetryableError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import hashlib
+import json
+import logging
 import re
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -41,12 +68,17 @@ from connectors.prestashop.models import Combination, OrderState, Product
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query
 from pipeline.errors import InvalidMessage
+from pipeline.producer import HeaderList
 from pipeline.ratelimit import AdaptiveRateLimiter, RateLimitedTransport, RatePolicy
 from pipeline.settings import PrestaShopSettings
+from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore
 from rules.canonical_status import FulfillmentStatus, Lifecycle, OrderStatus, PaymentStatus, StatusUpdate
 from rules.engine import Rules
 from rules.status import MergeOutcome, ShopStates, StatusRules
 from schemas.codec import AvroDatum
+from sinks.base import SinkResources
+
+log = logging.getLogger(__name__)
 
 TARGET = "prestashop"
 """The ``target`` of every PrestaShop sink: one circuit breaker and one DLQ (``dlq.sink-prestashop``)."""
@@ -233,9 +265,287 @@ class StatusWriteResult:
         return self.plan.target is not None
 
 
+# --- paid-state echo marks (see the module docstring) -------------------------------------------------
+
+PAID_STATE_PREFIX: Final = "echo:prestashop:paid-state:"
+"""Key prefix of the paid-state marks on ``state.erp-links``: ``{prefix}{stage}:{order_key}``."""
+
+
+def _ids(values: Iterable[object]) -> frozenset[str]:
+    return frozenset(str(value).strip() for value in values if str(value).strip())
+
+
+@dataclass(frozen=True)
+class PaidStateMark:
+    """One stage's bracket around its paid-state writes of one order (see the module docstring)."""
+
+    order_key: str
+    stage: str
+    state: int
+    """The paid state posted last (or about to be)."""
+    before: frozenset[str]
+    """The order's payment ids read just before that POST."""
+    after: frozenset[str] | None
+    """... and just after it; None while the mark is open (the POST's outcome not recorded yet)."""
+    echo: frozenset[str] = frozenset()
+    """Every payment id the shop created for this stage's paid-state writes of the order (cumulative)."""
+
+    @property
+    def open(self) -> bool:
+        """True between the acknowledged "before" record and the "after" one."""
+        return self.after is None
+
+    @property
+    def key(self) -> bytes:
+        """The mark's key on ``state.erp-links``."""
+        return f"{PAID_STATE_PREFIX}{self.stage}:{self.order_key}".encode()
+
+    @classmethod
+    def opened(
+        cls,
+        order_key: str,
+        stage: str,
+        state: int,
+        before: Iterable[str],
+        previous: PaidStateMark | None = None,
+    ) -> PaidStateMark:
+        """The open mark of a paid-state write about to be posted; keeps ``previous``'s echo ids."""
+        echo = previous.echo if previous is not None else frozenset()
+        return cls(order_key, stage, state, _ids(before), None, echo)
+
+    def closed(self, after: Iterable[str]) -> PaidStateMark:
+        """This mark closed with the payment ids read after the POST: what appeared is echo."""
+        seen = _ids(after)
+        return PaidStateMark(
+            self.order_key, self.stage, self.state, self.before, seen, self.echo | (seen - self.before)
+        )
+
+    def to_json(self) -> bytes:
+        """The record's value (UTF-8 JSON, ids sorted numerically)."""
+        value = {
+            "order_key": self.order_key,
+            "stage": self.stage,
+            "state": self.state,
+            "before": _sorted_ids(self.before),
+            "after": None if self.after is None else _sorted_ids(self.after),
+            "echo": _sorted_ids(self.echo),
+            "writes": [],
+        }
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_record(cls, key: bytes, value: bytes | None) -> PaidStateMark | None:
+        """The mark a record states; None for another record, a tombstone or a value it cannot read."""
+        if value is None or not key.startswith(PAID_STATE_PREFIX.encode()):
+            return None
+        try:
+            data = json.loads(value)
+            after = data.get("after")
+            return cls(
+                order_key=str(data["order_key"]),
+                stage=str(data["stage"]),
+                state=int(data["state"]),
+                before=_ids(data["before"]),
+                after=None if after is None else _ids(after),
+                echo=_ids(data.get("echo") or ()),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning(
+                "unreadable paid-state mark ignored", extra={"mark_key": key.decode("utf-8", "replace")}
+            )
+            return None
+
+
+def _sorted_ids(ids: Iterable[str]) -> list[str]:
+    return sorted(ids, key=lambda id_: (len(id_), id_))
+
+
+class PaymentOrigin(StrEnum):
+    """Who made a shop payment, as far as the paid-state marks tell (:func:`payment_origin`)."""
+
+    GENUINE = "genuine"
+    """Not created by any paid-state write of the pipeline: money the shop recorded."""
+    ECHO = "echo"
+    """Created by the shop because the pipeline posted a paid state."""
+    UNKNOWN = "unknown"
+    """A paid-state write of the order is under way (open mark) and the payment may be its echo."""
+
+
+def payment_origin(marks: Iterable[PaidStateMark], payment_id: str) -> PaymentOrigin:
+    """Whether payment ``payment_id`` of an order is the pipeline's echo, judged by the order's marks
+    of every stage (pure): echo when any mark's echo set has it; unknown when a mark is open and the
+    payment was not there before that write began; else genuine."""
+    found = list(marks)
+    if any(payment_id in mark.echo for mark in found):
+        return PaymentOrigin.ECHO
+    if any(mark.open and payment_id not in mark.before for mark in found):
+        return PaymentOrigin.UNKNOWN
+    return PaymentOrigin.GENUINE
+
+
+class PaidStateMarks:
+    """The paid-state marks by order and stage, in memory; one thread updates, any may read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marks: dict[str, dict[str, PaidStateMark]] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> bool:
+        """Take one ``state.erp-links`` record; True when it was a paid-state mark (or its tombstone)."""
+        if key is None or not key.startswith(PAID_STATE_PREFIX.encode()):
+            return False
+        mark = PaidStateMark.from_record(key, value)
+        if mark is not None:
+            self.remember(mark)
+        elif value is None:
+            stage, _, order_key = key.decode("utf-8", "replace")[len(PAID_STATE_PREFIX) :].partition(":")
+            with self._lock:
+                self._marks.get(order_key, {}).pop(stage, None)
+        return True
+
+    def remember(self, mark: PaidStateMark) -> None:
+        """Hold ``mark`` (written just now, or read from the topic)."""
+        with self._lock:
+            self._marks.setdefault(mark.order_key, {})[mark.stage] = mark
+
+    def of_order(self, order_key: str) -> tuple[PaidStateMark, ...]:
+        """Every stage's mark of the order."""
+        with self._lock:
+            return tuple(self._marks.get(order_key, {}).values())
+
+    def of_stage(self, order_key: str, stage: str) -> PaidStateMark | None:
+        """One stage's mark of the order, or None."""
+        with self._lock:
+            return self._marks.get(order_key, {}).get(stage)
+
+
+class PaidStateIndex(ErpLinkIndex):
+    """The links index that also keeps the paid-state marks of ``state.erp-links``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks = PaidStateMarks()
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """A paid-state mark here; anything else as the links index does."""
+        if not self.marks.apply(key, value):
+            super().apply(key, value)
+
+
+class AckedProducer(Protocol):
+    """The part of :class:`pipeline.producer.PipelineProducer` the marks are written with."""
+
+    async def produce_acked(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: HeaderList = (),
+        ack_timeout_s: float = 10.0,
+    ) -> tuple[int, int]: ...
+
+
+class PaidStateLedger(Protocol):
+    """Where :class:`OrderStateWriter` keeps its paid-state marks (:class:`StoredPaidStateLedger`)."""
+
+    @property
+    def stage(self) -> str:
+        """The writing sink's stage name (one mark per stage and order)."""
+        ...
+
+    def order_key(self, id_order: int) -> str:
+        """The canonical order key of this shop's order ``id_order``."""
+        ...
+
+    async def mark(self, order_key: str) -> PaidStateMark | None:
+        """This stage's current mark of the order (RetryableError while the topic cannot be read)."""
+        ...
+
+    async def record(self, mark: PaidStateMark) -> None:
+        """Write ``mark``; returns only after the broker acknowledged it."""
+        ...
+
+
+class StoredPaidStateLedger:
+    """:class:`PaidStateLedger` on ``state.erp-links``: a :class:`PaidStateIndex` followed by an ErpLinkStore.
+
+    The topic is read on first use, not when the sink is built (a sink builds without a broker; a
+    record that meets an unreadable topic is retried like any outage). This stage is the only writer
+    of its marks and acknowledged each one before going on, so after that first read the index holds
+    the current mark of every order without waiting for the topic again.
+    """
+
+    def __init__(self, store: ErpLinkStore, producer: AckedProducer, *, stage: str, shop_id: int) -> None:
+        if not isinstance(store.index, PaidStateIndex):
+            raise TypeError("the store must be built with a PaidStateIndex (see open_paid_state_ledger)")
+        self._store = store
+        self._marks = store.index.marks
+        self._producer = producer
+        self._stage = stage
+        self._shop_id = shop_id
+        self._started = False
+        self._starting = threading.Lock()
+
+    @property
+    def stage(self) -> str:
+        """See :class:`PaidStateLedger`."""
+        return self._stage
+
+    def order_key(self, id_order: int) -> str:
+        """See :class:`PaidStateLedger`."""
+        return f"{self._shop_id}:{id_order}"
+
+    def _ready(self) -> None:
+        with self._starting:
+            if not self._started:
+                self._store.start()
+                self._started = True
+
+    def close(self) -> None:
+        """Stop following the topic (if it was ever read)."""
+        with self._starting:
+            if self._started:
+                self._store.close()
+                self._started = False
+
+    async def mark(self, order_key: str) -> PaidStateMark | None:
+        """See :class:`PaidStateLedger`."""
+        await asyncio.to_thread(self._ready)
+        return self._marks.of_stage(order_key, self._stage)
+
+    async def record(self, mark: PaidStateMark) -> None:
+        """See :class:`PaidStateLedger`."""
+        await asyncio.to_thread(self._ready)
+        await self._producer.produce_acked(self._store.topic, mark.key, mark.to_json())
+        self._marks.remember(mark)
+
+
+@contextlib.asynccontextmanager
+async def open_paid_state_ledger(
+    resources: SinkResources, *, stage: str, sync_timeout_s: float = 10.0
+) -> AsyncIterator[StoredPaidStateLedger]:
+    """The paid-state ledger of sink ``stage`` on ``state.erp-links`` (read on first use); closed on exit."""
+    store = ErpLinkStore(
+        resources.settings.kafka,
+        resources.topic(LINKS_TOPIC),
+        client_id_suffix=f"sink-{stage}-paid-states",
+        sync_timeout_s=sync_timeout_s,
+    )
+    store.index = PaidStateIndex()
+    ledger = StoredPaidStateLedger(
+        store, resources.producer, stage=stage, shop_id=resources.settings.require_prestashop().shop_id
+    )
+    try:
+        yield ledger
+    finally:
+        await asyncio.to_thread(ledger.close)
+
+
 class OrderStateWriter:
     """Moves shop orders forward by the rules; loads the shop's order states once (again on an unknown id).
 
+    With ``paid_states`` (every sink's ``build`` passes it) a state flagged ``paid`` is posted between
+    the two records of a :class:`PaidStateMark`; without it (unit tests) nothing is marked.
     Safe for concurrent use by the keys of one sink on one event loop.
     """
 
@@ -244,12 +554,14 @@ class OrderStateWriter:
         client: PrestaShopClient,
         rules: Rules,
         *,
+        paid_states: PaidStateLedger | None = None,
         send_email: bool = DEFAULT_SEND_EMAIL,
         min_reload_s: float = STATES_MIN_RELOAD_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._rules = rules
+        self._paid_states = paid_states
         self._send_email = send_email
         self._min_reload_s = min_reload_s
         self._clock = clock
@@ -286,11 +598,57 @@ class OrderStateWriter:
         current = await self._client.current_state_of(id_order)
         states = await self.states_knowing(current)
         plan = plan_status_write(self._rules.status, desired, current, states)
-        if plan.target is not None:
-            await self._client.add_order_history(
-                id_order, plan.target, send_email=self._send_email, skip_if_current=False
+        ledger = self._paid_states
+        if ledger is None:
+            if plan.target is not None:
+                await self._post(id_order, plan.target)
+            return StatusWriteResult(plan, current)
+        order_key = ledger.order_key(id_order)
+        mark = await ledger.mark(order_key)
+        reference: str | None = None
+        if mark is not None and mark.open:
+            # The process stopped between posting and recording what followed: what the shop holds
+            # now includes that write's payment (if it was posted at all).
+            reference = await self._reference(id_order)
+            mark = mark.closed(await self._payment_ids(reference))
+            await ledger.record(mark)
+            log.info("open paid-state mark closed", extra={"order_key": order_key, "echo": len(mark.echo)})
+        if plan.target is None:
+            return StatusWriteResult(plan, current)
+        if not states.state(plan.target).paid:
+            await self._post(id_order, plan.target)
+            return StatusWriteResult(plan, current)
+        reference = reference or await self._reference(id_order)
+        opened = PaidStateMark.opened(
+            order_key, ledger.stage, plan.target, await self._payment_ids(reference), mark
+        )
+        await ledger.record(opened)  # acknowledged before the shop can create the payment
+        await self._post(id_order, plan.target)
+        closed = opened.closed(await self._payment_ids(reference))
+        await ledger.record(closed)
+        if closed.echo != opened.echo:
+            log.info(
+                "the shop recorded a payment for the pipeline's paid state: marked as echo",
+                extra={
+                    "order_key": order_key,
+                    "state": plan.target,
+                    "payments": ",".join(sorted(closed.echo)),
+                },
             )
         return StatusWriteResult(plan, current)
+
+    async def _post(self, id_order: int, id_state: int) -> None:
+        await self._client.add_order_history(
+            id_order, id_state, send_email=self._send_email, skip_if_current=False
+        )
+
+    async def _reference(self, id_order: int) -> str:
+        return (await self._client.get_order(id_order)).reference
+
+    async def _payment_ids(self, reference: str) -> list[str]:
+        if not reference:
+            return []
+        return [str(payment.id) for payment in await self._client.order_payments_for(reference)]
 
 
 class ShopCurrencies:

@@ -43,6 +43,7 @@ from sinks.infor_payments import (
     payment_status_change,
     to_payment_progress,
 )
+from sinks.prestashop_target import PaidStateMark
 from tests.unit.test_sinks_infor_support import (
     LINKS_TOPIC,
     InforProcess,
@@ -214,7 +215,7 @@ def test_the_emitted_status_is_a_valid_order_status_change_stating_only_payment(
 class Scene:
     """One process's sinks: orders (to create the order), payments and invoice-payments."""
 
-    def __init__(self, process: InforProcess) -> None:
+    def __init__(self, process: InforProcess, *, echo_wait_s: float = 0.3) -> None:
         self.process = process
         self.state = LinksAndPayments()
         process.links = self.state
@@ -225,6 +226,7 @@ class Scene:
             encode,
             links_topic=LINKS_TOPIC,
             status_topic=STATUS_TOPIC,
+            echo_wait_s=echo_wait_s,
             clock=lambda: NOW,
         )
         self.payments = InforPaymentsSink(self.reconciler)
@@ -408,3 +410,113 @@ def test_an_invoice_without_parked_payments_and_a_credit_note_do_nothing(
 
     assert nothing == Applied("no_payment_waiting")
     assert credit == Skip("credit_note")
+
+
+# -- the shop's answer to a paid state the pipeline posted (sinks/prestashop_target.py) -----------------
+
+
+def mark(*, before: tuple[str, ...] = (), after: tuple[str, ...] | None = None) -> PaidStateMark:
+    """The tracking sink's paid-state mark of order 1:1042 (payment 877 is the example's)."""
+    opened = PaidStateMark.opened("1:1042", "prestashop-tracking", 4, before)
+    return opened if after is None else opened.closed(after)
+
+
+def test_a_payment_the_shop_made_for_the_pipelines_paid_state_is_never_applied(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, dict[str, str], Applied, Applied]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            invoice = invoice_everything(admin, await scene.order())
+            closed = mark(after=("877",))
+            scene.state.apply(closed.key, closed.to_json())
+            return (
+                scene,
+                invoice,
+                await scene.pay(card_payment()),
+                await scene.invoice_arrives(invoice["IVNO"]),
+            )
+
+    scene, invoice, paid, invoiced = run(scenario())
+
+    assert paid == Applied("echo", {"payment_id": "877"})
+    assert invoiced == Applied("no_payment_waiting")
+    assert open_amount(admin, invoice["IVNO"]) == "65.88"
+    assert admin.get("/payment-batches").json() == []
+    assert scene.progress() == []
+    assert scene.statuses() == []
+
+
+def test_a_payment_of_an_order_whose_paid_state_write_is_open_is_parked_and_never_applied_as_echo(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, dict[str, str], list[Applied]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            invoice = invoice_everything(admin, await scene.order())
+            # The tracking sink recorded its open mark, posted Shipped and died before closing it.
+            opened = mark(before=())
+            scene.state.apply(opened.key, opened.to_json())
+            outcomes = [await scene.pay(card_payment()), await scene.invoice_arrives(invoice["IVNO"])]
+            # Its redelivered shipment closed the mark: the payment was the shop's answer to Shipped.
+            closed = mark(before=(), after=("877",))
+            scene.state.apply(closed.key, closed.to_json())
+            outcomes += [
+                await scene.invoice_arrives(invoice["IVNO"]),
+                await scene.invoice_arrives(invoice["IVNO"]),
+            ]
+            outcomes.append(await scene.pay(card_payment()))  # the payment redelivered
+            return scene, invoice, outcomes
+
+    scene, invoice, outcomes = run(scenario())
+
+    assert outcomes == [
+        Applied("waiting", {"why": "paid_state_open"}),
+        Applied("waiting", {"why": "paid_state_open"}),
+        Applied("echo", {"payments": "1"}),
+        Applied("no_payment_waiting"),
+        Applied("echo", {"payment_id": "877"}),
+    ]
+    assert scene.progress() == ["waiting", "echo"]
+    assert admin.get("/payment-batches").json() == []
+    assert open_amount(admin, invoice["IVNO"]) == "65.88"
+
+
+def test_a_genuine_payment_parked_behind_an_open_mark_is_applied_with_the_next_invoice(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Applied, Applied, dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            orno = await scene.order()
+            opened = mark(before=("500",))
+            scene.state.apply(opened.key, opened.to_json())
+            parked = await scene.pay(card_payment())
+            # The write closed without creating 877 (the order was paid): 877 is the customer's money.
+            closed = mark(before=("500",), after=("500",))
+            scene.state.apply(closed.key, closed.to_json())
+            invoice = invoice_everything(admin, orno)
+            return parked, await scene.invoice_arrives(invoice["IVNO"]), invoice
+
+    parked, applied, invoice = run(scenario())
+
+    assert parked == Applied("waiting", {"why": "paid_state_open"})
+    assert applied.outcome == "written"
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"
+
+
+def test_a_payment_that_was_there_before_an_open_paid_state_write_is_applied_without_waiting(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Applied, dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process, echo_wait_s=30.0)  # a wait would time the test out
+            invoice = invoice_everything(admin, await scene.order())
+            opened = mark(before=("877",))
+            scene.state.apply(opened.key, opened.to_json())
+            return await scene.pay(card_payment()), invoice
+
+    applied, invoice = run(scenario())
+
+    assert applied == Applied("written", {"payment_batch": "10000000877", "payment_status": "PAID"})
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"
