@@ -6,10 +6,14 @@ Input: a PAYMENT BUNDLE on ``raw.prestashop.orders`` (event_type ``order_payment
 reference, not id, and carry a naive shop-local ``date_add``: the bundle brings the order (for the
 order key) and ``PS_TIMEZONE`` (for the clock), so the flow stays a pure function of one raw record.
 Payments are immutable rows without ``date_upd``: the version is ``date_add`` (UTC epoch ms), so the
-copies the poller writes with every order version collapse as duplicates in the runner.
-
-Not yet written by the poller (see the issue note): until it is, this flow only ever skips.
+copies the poller writes with every order version (``ingest/prestashop_poller/bundles.py``
+``payment_snapshots``: one payment bundle per ``order_payments`` row of each order bundle) collapse as
+duplicates in the runner, whose version table is keyed by the raw key ``{shop_id}:order_payments:{id}``.
 Everything that is not a payment bundle (order bundles, carrier snapshots, notifications) is skipped.
+
+A payment the shop created because the PIPELINE posted a paid state (PrestaShop adds one for the
+remaining amount on every ``paid`` state, "Shipped" included) is mapped like any other: recognising it
+is the Infor payment sinks' job, from the writer's paid-state marks (``sinks/prestashop_target.py``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,13 @@ sandbox on a loaded 2-core machine): the related reads are id lists per page (``
 up to 100 ids a request), the shop reference data is cached, and the sandbox answers an id list
 or a list on an indexed column from its indexes instead of scanning the table.
 
+Every order bundle written is followed by a PAYMENT BUNDLE per ``order_payments`` row it carries
+(:func:`payment_snapshots`, pure): ``order_payment.bundle`` under ``{shop_id}:order_payments:{id}`` on
+the same topic, holding the payment, its order, the currencies and the configuration
+(``processors/prestashop_payments.py`` maps it). A payment never changes, but the order it belongs to
+does, so the same payment is written again with every order version; the payments flow versions it by
+``date_add`` and drops the copies (same key, same version: a duplicate).
+
 Customers and products (read when a webhook notification names one, an address or a combination)
 are bundles too, for the same reason: the customer with all its addresses and their countries and
 states (:meth:`BundleReader.customer_bundle`), the product with its combinations, the shop's languages
@@ -26,8 +33,9 @@ and default currency (:meth:`BundleReader.product_bundle`). Formats: ``raw.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from connectors.prestashop.client import Fetched, PrestaShopClient
@@ -52,6 +60,7 @@ from connectors.prestashop.models import (
 )
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query, Sort, equals
+from ingest.prestashop_poller.raw import RawRecord, snapshot
 from pipeline.errors import InvalidMessage
 
 M = TypeVar("M", bound=PsModel)
@@ -278,3 +287,72 @@ def _records(rows: Iterable[Fetched[Any]]) -> list[JsonRecord]:
 
 def _first(rows: Iterable[Fetched[Any]]) -> JsonRecord | None:
     return next((row.record for row in rows), None)
+
+
+# --- payment bundles ---------------------------------------------------------------------------------
+
+PAYMENT_BUNDLE_PARTS: tuple[str, ...] = ("order", "currencies", "configuration")
+"""What a payment bundle takes from its order bundle besides the payment (the payments flow's input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentBundle:
+    """One payment of an order bundle, bundled for the payments flow."""
+
+    id: int
+    """The ``order_payments`` id."""
+    date_add: str | None
+    """Its ``date_add`` as the shop wrote it (the payments flow's version), None when empty."""
+    bundle: dict[str, Any]
+    """``{"order_payment": {...}, "order": {...}, "currencies": [...], "configuration": [...]}``."""
+
+
+def payment_bundles(order_bundle: Mapping[str, Any]) -> list[PaymentBundle]:
+    """One payment bundle per ``order_payments`` row of ``order_bundle``, in its order (pure).
+
+    Each inner record is the order bundle's own (exactly as the webservice returned it). A payment
+    row without a numeric id cannot be keyed and is left out (the shop never returns one).
+    """
+    found: list[PaymentBundle] = []
+    for payment in order_bundle.get("order_payments") or []:
+        id_ = str(payment.get("id", "")).strip() if isinstance(payment, Mapping) else ""
+        if not id_.isdigit():
+            continue
+        date_add = str(payment.get("date_add") or "").strip() or None
+        bundle = {"order_payment": payment, **{part: order_bundle.get(part) for part in PAYMENT_BUNDLE_PARTS}}
+        found.append(PaymentBundle(int(id_), date_add, bundle))
+    return found
+
+
+def payment_snapshots(
+    order_bundle: Mapping[str, Any],
+    *,
+    shop_id: int,
+    poll_run_id: str,
+    trigger: str,
+    correlation_id: str,
+    received_at: datetime | None = None,
+) -> list[RawRecord]:
+    """The raw records of the payment bundles of ``order_bundle`` (see :func:`payment_bundles`).
+
+    Key ``{shop_id}:order_payments:{id}``, event_type ``order_payment.bundle``, headers as every raw
+    record's (``raw.py``) with resource ``order_payments``, the payment id, and ``date_add`` (payments
+    have no ``date_upd``); ``correlation_id`` is the order bundle's, so both read as one event.
+    """
+    return [
+        snapshot(
+            shop_id=shop_id,
+            resource="order_payments",
+            node="order_payment",
+            id_=payment.id,
+            record=payment.bundle,
+            date_upd=None,
+            date_add=payment.date_add,
+            poll_run_id=poll_run_id,
+            trigger=trigger,
+            correlation_id=correlation_id,
+            received_at=received_at,
+            kind="bundle",
+        )
+        for payment in payment_bundles(order_bundle)
+    ]

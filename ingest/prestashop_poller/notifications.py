@@ -10,7 +10,8 @@ re-reads the resource through the webservice and writes the full record as a SNA
 written as an ``order.bundle``, like the orders loop writes it, a customer as a ``customer.bundle``
 and a product as a ``product.bundle``. An address or a combination is written as the bundle of its
 customer or product, under that row's key: an address change does not move the customer's
-``date_upd``, and the processors map whole customers and products (see ``bundles``).
+``date_upd``, and the processors map whole customers and products (see ``bundles``). An order bundle
+is preceded by the payment bundles of its payments, as the orders loop writes them.
 
 How the processors tell them apart (the contract): only records whose ``source`` header is
 ``prestashop-poll`` are snapshots, whose value is the full resource JSON to map; everything with
@@ -35,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.prestashop.client import PrestaShopClient
-from connectors.prestashop.models import MODEL_BY_RESOURCE, OrderCarrier, PsModel
-from ingest.prestashop_poller.bundles import BundleReader
+from connectors.prestashop.models import MODEL_BY_RESOURCE, Order, OrderCarrier, PsModel
+from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK, snapshot
 from ingest.prestashop_poller.window import format_shop_time
 from pipeline.errors import InvalidMessage
@@ -178,6 +180,7 @@ class NotificationReader:
                 continue
             model, raw_record, kind = fetched
             date_upd = getattr(model, "date_upd", None)
+            correlation_id = correlation.decode(errors="replace") if correlation else uuid.uuid4().hex
             raw = snapshot(
                 shop_id=self._shop_id,
                 resource=model.RESOURCE,
@@ -187,10 +190,25 @@ class NotificationReader:
                 date_upd=format_shop_time(date_upd) if date_upd is not None else None,
                 poll_run_id=self._run_id,
                 trigger="notification",
-                correlation_id=correlation.decode(errors="replace") if correlation else None,
+                correlation_id=correlation_id,
                 kind=kind,
             )
-            self._producer.produce_and_wait(f"{self._prefix}{raw.topic}", raw.key, raw.value, raw.headers)
+            records = [raw]
+            if isinstance(model, Order) and kind == "bundle":
+                records = [
+                    *payment_snapshots(
+                        raw_record,
+                        shop_id=self._shop_id,
+                        poll_run_id=self._run_id,
+                        trigger="notification",
+                        correlation_id=correlation_id,
+                    ),
+                    raw,
+                ]
+            for record_ in records:
+                self._producer.produce_and_wait(
+                    f"{self._prefix}{record_.topic}", record_.key, record_.value, record_.headers
+                )
 
     async def _read(self, target: Target) -> tuple[PsModel, dict[str, Any], str] | None:
         model = OrderCarrier if target.resource == "order_carriers" else MODEL_BY_RESOURCE[target.resource]

@@ -9,7 +9,9 @@ One pass (:meth:`OrdersPoller.poll_once`):
    short page. A row that changes while the pass runs moves forward (to a later ``date_upd``), so it is
    read again later in this pass or in the next one: nothing shifts under the cursor;
 3. each version ``(id, date_upd)`` not already written is produced as an ``order.bundle`` (the order
-   with the related records the processors need, read per page, see ``bundles``);
+   with the related records the processors need, read per page, see ``bundles``), right after one
+   ``order_payment.bundle`` per payment it carries (registered first, so the version counts as
+   written only once its payments are acknowledged too);
 4. the watermark advances to the ``date_upd`` of the last record of the acknowledged prefix (records
    are registered with an :class:`~ingest.prestashop_poller.window.AckTracker` in read order), and is
    persisted with the acknowledged versions of the overlap (the dedupe memory) every
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from typing import Any
 from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.models import Order
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
-from ingest.prestashop_poller.bundles import BundleReader
+from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
 from ingest.prestashop_poller.pages import first_page
 from ingest.prestashop_poller.raw import produce_raw, snapshot
 from ingest.prestashop_poller.window import (
@@ -249,6 +252,7 @@ class _Pass:
             assert order.date_upd is not None  # filtered above
             date_upd = order.date_upd.replace(microsecond=0)
             version = (order.id, date_upd)
+            correlation_id = uuid.uuid4().hex
             raw = snapshot(
                 shop_id=p._shop_id,
                 resource="orders",
@@ -258,15 +262,28 @@ class _Pass:
                 date_upd=format_shop_time(date_upd),
                 poll_run_id=p._run_id,
                 trigger="poll",
+                correlation_id=correlation_id,
                 kind="bundle",
             )
-            ticket = self.tracker.register((date_upd, order.id))
-            produce_raw(
-                p._producer,
-                raw,
-                topic_prefix=p._settings.topic_prefix,
-                on_delivery=self._on_delivery(ticket),
+            payments = payment_snapshots(
+                bundle,
+                shop_id=p._shop_id,
+                poll_run_id=p._run_id,
+                trigger="poll",
+                correlation_id=correlation_id,
             )
+            # The order bundle is registered after its payments at the same position: the tracker's
+            # safe prefix reaches this version only once all of them were acknowledged.
+            for record in (*payments, raw):
+                ticket = self.tracker.register((date_upd, order.id))
+                produce_raw(
+                    p._producer,
+                    record,
+                    topic_prefix=p._settings.topic_prefix,
+                    on_delivery=self._on_delivery(ticket),
+                )
+            if payments:
+                MESSAGES.labels(STAGE, p._topic, "ok").inc(len(payments))
             self.inflight.append(version)
             self.inflight_set.add(version)
             self.written += 1

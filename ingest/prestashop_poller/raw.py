@@ -40,6 +40,16 @@ An address or a combination notification is answered with the bundle of its cust
 under that key (an address change does not move the customer's ``date_upd``; both changes must stay
 in order on one key). The header ``date_upd`` is the customer's or product's own.
 
+Each order bundle is followed by one PAYMENT BUNDLE per row of its ``order_payments``
+(``order_payment.bundle`` on ``raw.prestashop.orders``, key ``{shop_id}:order_payments:{id}``, built
+by :func:`~ingest.prestashop_poller.bundles.payment_snapshots`), written by the same loop, right before
+its order bundle and acknowledged before the watermark passes the order::
+
+    {"order_payment": {...}, "order": {...}, "currencies": [{...}], "configuration": [{...}]}
+
+The same payment is written again with every version of its order; its version is its ``date_add``
+(payments are never updated), so the payments flow drops the copies.
+
 A related row the shop no longer has is absent (``null`` / missing from its list): the processors
 decide whether the order can be mapped without it. Other resources are written one record each
 (``<node>.snapshot``).
@@ -54,12 +64,13 @@ Headers (all UTF-8 text):
                   receiver writes ``prestashop-webhook`` (a thin notification, see
                   :mod:`~ingest.prestashop_poller.notifications`)
 ``event_type``    ``<node>.snapshot``: ``order.snapshot``, ``order_carrier.snapshot``, ...;
-                  ``order.bundle`` for an order bundle
+                  ``order.bundle`` for an order bundle, ``order_payment.bundle`` for a payment
 ``shop_id``       the psinfor shop id (the first part of the key), for the processors' keys and ids
 ``resource``      the webservice resource (``orders``)
 ``id``            the row id
 ``date_upd``      the row's ``date_upd`` (shop-local ``YYYY-MM-DD HH:MM:SS``), absent for
-                  resources without one (order_carriers, stock_availables)
+                  resources without one (order_carriers, stock_availables, order_payments)
+``date_add``      a payment bundle's ``date_add`` (its version: payments have no ``date_upd``)
 ``received_at``   when the poller read it, ISO 8601 UTC with milliseconds
 ``content-type``  ``application/json``
 ``correlation_id`` a new id per record, or the id of the notification that caused the read
@@ -85,6 +96,7 @@ CONTENT_TYPE_JSON = "application/json"
 RAW_TOPIC_BY_RESOURCE: dict[str, str] = {
     "orders": "raw.prestashop.orders",
     "order_carriers": "raw.prestashop.orders",
+    "order_payments": "raw.prestashop.orders",
     "customers": "raw.prestashop.customers",
     "addresses": "raw.prestashop.customers",
     "products": "raw.prestashop.products",
@@ -133,6 +145,7 @@ def snapshot(
     correlation_id: str | None = None,
     received_at: datetime | None = None,
     kind: str = "snapshot",
+    date_add: str | None = None,
 ) -> RawRecord:
     """The raw record of one row read from the webservice (see the module docstring).
 
@@ -147,6 +160,8 @@ def snapshot(
     ]
     if date_upd is not None:
         headers.append(("date_upd", date_upd))
+    if date_add is not None:
+        headers.append(("date_add", date_add))
     headers += [
         ("received_at", utc_timestamp(received_at)),
         ("content-type", CONTENT_TYPE_JSON),
