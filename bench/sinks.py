@@ -8,7 +8,7 @@ For each kind (the production sink it runs in brackets):
 - ``stock`` (``prestashop-stock``): ``N`` inventory levels over ``N / --levels-per-sku`` SKUs of the shop,
   level after level, all produced before the worker starts (a burst, as after an outage), so per-SKU
   coalescing shows: the writes column is the number of stock writes the shop received;
-- ``status`` (``prestashop-status``): ``N`` order-status changes (paid, picked, delivered) over the
+- ``status`` (``prestashop-status``): ``N`` order-status changes (paid, shipped, delivered) over the
   shop's seeded orders, each posted to ``order_histories`` only when it moves the order forward;
 - ``orders`` (``infor-orders``): ``N`` shop orders of two lines each, over ``N / 2`` customers, created
   as M3 customer orders through MI (customer lookup or create, batch order entry), the M3 orders
@@ -92,7 +92,7 @@ M3_WAREHOUSE = "001"
 M3_ORDER_TYPE = "CO1"
 M3_ITEMS = tuple(f"SKU-{1002 + n}" for n in range(40))
 """Items the Infor sandbox seeds in company 100 (``SKU-1000`` + n), used for the order lines."""
-STATUS_STEPS = (("PAID", "UNFULFILLED", "OPEN"), ("PAID", "PICKING", "OPEN"), ("PAID", "DELIVERED", "CLOSED"))
+STATUS_STEPS = (("PAID", "UNFULFILLED", "OPEN"), ("PAID", "SHIPPED", "OPEN"), ("PAID", "DELIVERED", "CLOSED"))
 """The status changes each order goes through, in order (payment, fulfilment, lifecycle)."""
 POLL_S = 0.05
 PROGRESS_EVERY_S = 5.0
@@ -580,11 +580,9 @@ def final_stock(levels: Sequence[tuple[str, AvroDatum]]) -> dict[str, int]:
 
 
 def status_changes(order_ids: Sequence[int], records: int) -> list[tuple[str, AvroDatum]]:
-    """``records`` ERP status changes: every order paid, then every order picked, then delivered (pure).
+    """``records`` ERP status changes: every order paid, then every order shipped, then delivered (pure).
 
-    (Not shipped: the shipment announces that, through prestashop-tracking.)
-
-        Needs ``ceil(records / 3)`` orders at most; raises ValueError with fewer.
+    Needs ``ceil(records / 3)`` orders at most; raises ValueError with fewer.
     """
     if len(order_ids) * len(STATUS_STEPS) < records:
         raise ValueError(f"{records} status changes need {math.ceil(records / len(STATUS_STEPS))} orders")

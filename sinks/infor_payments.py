@@ -54,7 +54,6 @@ import datetime as dt
 import json
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
@@ -66,10 +65,20 @@ from connectors.infor.gateway import TARGET
 from pipeline.errors import InvalidMessage, PipelineError
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore, OrderLink
 from rules.address import clean
+from rules.canonical_status import OrderStatus, PaymentStatus
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3, sink_options
+from sinks.order_status_emitter import (
+    STATUS_RECORD,
+    STATUS_TOPIC,
+    Encode,
+    SourceStatusFacts,
+    StatusEmitter,
+    pipeline_status_change,
+    status_event_id,
+)
 from sinks.prestashop_target import PaidStateMark, PaidStateMarks, PaymentOrigin, payment_origin
 
 log = logging.getLogger(__name__)
@@ -78,15 +87,10 @@ NAME = "infor-payments"
 INVOICES_NAME = "infor-payment-invoices"
 PAYMENTS_TOPIC = "canonical.payment.v1"
 INVOICES_TOPIC = "canonical.invoice.v1"
-STATUS_TOPIC = "canonical.order-status.v1"
-STATUS_RECORD = "OrderStatusChange"
 PAYMENT_PREFIX = "payment:"
 
 PAYMENT_BATCH_TYPE = "1"
 """ARS040MI BOPE (batch payment type) of the shop's payments: a tenant value, like the order type."""
-
-EVENT_NAMESPACE = uuid.UUID("6b1d3c52-7e0a-5f4b-9c2d-8a1e4f7b3d90")
-"""UUIDv5 namespace of the payment statuses this sink emits (fixed forever: ids must stay stable)."""
 
 ECHO_WAIT_S = 5.0
 """How long a payment waits for an open paid-state mark of its order to close before it is parked."""
@@ -344,39 +348,27 @@ def payment_status_change(
     """
     open_total = sum((b.open_amount for b in balances), Decimal(0))
     invoices = ",".join(b.invoice_id for b in balances)
-    return {
-        "meta": {
-            "event_id": str(
-                uuid.uuid5(
-                    EVENT_NAMESPACE, f"PIPELINE|{NAME}|{progress.order_key}|{progress.payment_id}|{status}"
-                )
-            ),
-            "source_system": "PIPELINE",
-            "source_entity": NAME,
-            "source_id": f"{progress.order_key}:{progress.payment_id}",
-            "version": int(changed_at.timestamp() * 1000),
-            "occurred_at": changed_at,
-            "ingested_at": changed_at,
-            "correlation_id": progress.correlation_id or progress.event_id,
-            "causation_id": progress.event_id or None,
-            "shop_id": progress.shop_id or None,
-        },
-        "order_key": progress.order_key,
-        "payment_status": status,
-        "fulfillment_status": "UNKNOWN",
-        "lifecycle": "UNKNOWN",
-        "source_status": {
-            "system": "INFOR",
-            "code": f"RAFC={open_total}",
-            "name": f"open on invoice(s) {invoices} after payment batch {progress.batch_id}",
-        },
-        "erp_order_number": progress.erp_order_number or None,
-        "changed_at": changed_at,
-        "external_ids": {
+    return pipeline_status_change(
+        stage=NAME,
+        event_id=status_event_id(NAME, progress.order_key, progress.payment_id, status),
+        order_key=progress.order_key,
+        status=OrderStatus(payment=PaymentStatus(status)),
+        source_id=f"{progress.order_key}:{progress.payment_id}",
+        source_status=SourceStatusFacts(
+            "INFOR",
+            f"RAFC={open_total}",
+            f"open on invoice(s) {invoices} after payment batch {progress.batch_id}",
+        ),
+        changed_at=changed_at,
+        correlation_id=progress.correlation_id or progress.event_id,
+        causation_id=progress.event_id or None,
+        shop_id=progress.shop_id or None,
+        erp_order_number=progress.erp_order_number or None,
+        external_ids={
             "prestashop": progress.order_key.partition(":")[2],
             "infor": progress.erp_order_number,
         },
-    }
+    )
 
 
 # ---------------------------------------------------------------------------------- reconciling
@@ -388,10 +380,6 @@ class Receivables(Protocol):
     async def invoice_balances(self, ref: ErpOrderRef) -> list[InvoiceBalance]: ...
 
     async def apply_customer_payment(self, payment: CustomerPayment, *, batch_type: str) -> bool: ...
-
-
-Encode = Callable[[AvroDatum, str], bytes]
-"""Serialises a datum for a topic (the Avro codec's ``encode``)."""
 
 
 class PaymentReconciler:
@@ -413,9 +401,8 @@ class PaymentReconciler:
         self._m3 = m3
         self._state = state
         self._producer = producer
-        self._encode = encode
+        self._statuses = StatusEmitter(producer, encode, status_topic)
         self._links_topic = links_topic
-        self._status_topic = status_topic
         self._batch_type = batch_type
         self._echo_wait_s = echo_wait_s
         self._clock = clock
@@ -513,16 +500,7 @@ class PaymentReconciler:
         after = await self._m3.invoice_balances(ref)
         status = payment_status(after)
         datum = payment_status_change(planned, status, after, changed_at=self._clock())
-        await self._producer.produce_acked(
-            self._status_topic,
-            planned.order_key.encode(),
-            self._encode(datum, self._status_topic),
-            (
-                ("event_id", str(datum["meta"]["event_id"]).encode()),
-                ("correlation_id", str(datum["meta"]["correlation_id"]).encode()),
-                ("causation_id", planned.event_id.encode()),
-            ),
-        )
+        await self._statuses.emit(datum)
         await self._write(replace(planned, status="applied"))
         facts = {"payment_batch": str(planned.batch_id), "payment_status": status}
         return Applied("written" if posted else "unchanged", facts)

@@ -9,21 +9,28 @@ reason in its facts (``already_there``, ``backwards``, ``no_state``).
 Skipped: another shop's order (``not_ours``) and a change the shop itself reported (``echo``: the
 shop is already in that state or beyond, and posting it again would re-run its side effects).
 
-"Shipped" is not this sink's to write: the shipment (``canonical.shipment.v1``) announces it through
-``prestashop-tracking``, which writes the tracking number first so the buyer's mail can show it. M3
-reports the shipment and the order's new status together, so when both sinks wrote it they both read
-"not shipped yet" and both posted it: the buyer got two mails and the order two history rows. A
-change saying SHIPPED is therefore taken without its fulfilment dimension; one saying nothing else is
-skipped (``shipment_announces``). Delivered, cancelled, paid and the rest stay here.
+This sink is the only writer of the shop's order states. Every status change of an order goes through
+it, whoever concluded it: M3's order status (SHIPPED when M3 reports 66, DELIVERED, CANCELLED, ...),
+and the payment status the payment sinks conclude from an invoice or an ERP payment
+(``prestashop-payment``, ``prestashop-payment-records`` and ``infor-payments`` emit it here as a
+PIPELINE change with only the payment dimension stated). The topic is keyed by order, so the
+runner applies one order's changes strictly one after the other: no two reads of the same old state
+can both post (a "Payment accepted" landing after "Shipped", or "Shipped" posted twice), also with the
+sink scaled out, since a partition, and so every order on it, belongs to one member of the group at a
+time. ``prestashop-tracking`` writes the tracking number only.
+
+Around a state flagged ``paid`` (Shipped for a bank-wire order, Payment accepted) the writer keeps the
+paid-state mark on ``state.erp-links`` (``sinks/prestashop_target.py``), so the payment the shop invents
+for it is never applied to M3.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from rules.canonical_status import FulfillmentStatus, OrderStatus
+from rules.canonical_status import OrderStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
@@ -32,6 +39,7 @@ from sinks.prestashop_target import (
     desired_status,
     facts,
     is_from_shop,
+    open_paid_state_ledger,
     open_shop_client,
     order_id_of,
 )
@@ -52,20 +60,14 @@ class StatusChange:
 
 
 def to_status_change(datum: AvroDatum, *, shop_id: int) -> StatusChange | Skip:
-    """The change for this shop's order, or Skip (``echo``, ``not_ours``, ``shipment_announces``: only
-    SHIPPED, which the shipment writes); InvalidMessage for a bad key."""
+    """The change for this shop's order, or Skip (``echo``, ``not_ours``); InvalidMessage for a bad key."""
     if is_from_shop(datum):
         return Skip("echo")
     order_key = str(datum["order_key"])
     id_order = order_id_of(order_key, shop_id)
     if id_order is None:
         return Skip("not_ours")
-    desired = desired_status(datum)
-    if desired.fulfillment is FulfillmentStatus.SHIPPED:
-        desired = replace(desired, fulfillment=FulfillmentStatus.UNKNOWN)
-        if desired == OrderStatus():
-            return Skip("shipment_announces")
-    return StatusChange(order_key, id_order, desired)
+    return StatusChange(order_key, id_order, desired_status(datum))
 
 
 class OrderStatusSink:
@@ -104,8 +106,6 @@ async def build(
     resources: SinkResources, *, send_email: bool | None = None
 ) -> AsyncIterator[OrderStatusSink]:
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
-    from sinks.prestashop_target import open_paid_state_ledger
-
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
     async with open_shop_client(shop) as client, open_paid_state_ledger(resources, stage=NAME) as paid_states:

@@ -1,4 +1,4 @@
-"""ERP invoices and payments → the shop order's payment state (the state the rules map PAID to).
+"""ERP invoices and payments → the order's payment status, concluded here and emitted for prestashop-status.
 
 Two sinks, because a sink reads one record type (``sinks.base.Sink.record``):
 
@@ -12,9 +12,16 @@ Two sinks, because a sink reads one record type (``sinks.base.Sink.record``):
   the shop itself recorded is an echo (the shop already knows it): skipped. A payment the ERP or the
   pipeline recorded is compared with the order's total as above; refunds are not payments here.
 
-The payment status then goes through the rules' write-back like any status (PAID → PS_OS_PAYMENT when
-the order is still unpaid; the default rules name no state for PARTIALLY_PAID, so that writes
-nothing), forward only: an order already paid, shipped or cancelled is left alone (``unchanged``).
+Neither posts an order state. The conclusion goes to ``canonical.order-status.v1`` as an
+``OrderStatusChange`` keyed by the order, stating only the payment dimension, ``meta.source_system``
+PIPELINE and ``meta.source_entity`` the stage (outcome ``emitted``, acknowledged before the record
+completes). ``prestashop-status``, the one writer of the shop's order states, then moves the order
+forward only (PAID → PS_OS_PAYMENT while the order is unpaid; the default rules name no state for
+PARTIALLY_PAID; an order already paid, shipped or cancelled is left alone). Posting here raced the
+Shipped write of the status sink: both read "awaiting bank wire" and a bank-wire order ended in
+"Payment accepted" after "Shipped". The emitted event's id is a function of stage, the invoice or
+payment and the status (:func:`~sinks.order_status_emitter.status_event_id`), so a retry re-emits the
+same event; its ``causation_id`` is the invoice's or payment's event id.
 
 Known limit: an order invoiced in several parts is compared invoice by invoice (a sink holds no
 state), so it reaches PAID only through an invoice that covers the whole order.
@@ -22,6 +29,7 @@ state), so it reaches PAID only through an invoice that covers the whole order.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,13 +40,18 @@ from pipeline.errors import InvalidMessage
 from rules.canonical_status import OrderStatus, PaymentStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
+from sinks.order_status_emitter import (
+    SourceStatusFacts,
+    StatusEmitter,
+    open_status_emitter,
+    pipeline_status_change,
+    status_event_id,
+)
 from sinks.prestashop_target import (
     TARGET,
-    OrderStateWriter,
     ShopCurrencies,
     facts,
     is_from_shop,
-    open_paid_state_ledger,
     open_shop_client,
     order_id_of,
 )
@@ -58,6 +71,25 @@ _NO_PAYMENT = frozenset({"CANCELLED", "CREDITED"})
 
 
 @dataclass(frozen=True)
+class SettlementSource:
+    """Where a settlement was read: what the emitted status names as its source and cause."""
+
+    identity: str
+    """The invoice or payment, stable across redeliveries (``invoice:2024-90001817``,
+    ``payment:INFOR:877``): part of the emitted event id."""
+    system: str
+    """``meta.source_system`` of the invoice or payment (``INFOR``, ``PIPELINE``)."""
+    code: str
+    """The invoice's own status (``PAID``, ``PARTIALLY_PAID``, ``OPEN``), ``PAYMENT`` for a payment."""
+    event_id: str
+    """The invoice's or payment's ``meta.event_id``: the emitted status's ``causation_id``."""
+    correlation_id: str
+    occurred_at: dt.datetime
+    ingested_at: dt.datetime
+    erp_order_number: str | None = None
+
+
+@dataclass(frozen=True)
 class Settlement:
     """Money received for a shop order, as the ERP reported it; ``stated`` is the ERP's own verdict."""
 
@@ -69,6 +101,21 @@ class Settlement:
     """The invoice's own PAID / PARTIALLY_PAID (None for a payment record, which states none)."""
     source: str
     """``invoice 2024-90001817`` / ``payment pi_...``, for the log line."""
+    origin: SettlementSource
+
+
+def _origin(datum: AvroDatum, identity: str, code: str, erp_order_number: str | None) -> SettlementSource:
+    meta = datum["meta"]
+    return SettlementSource(
+        identity=identity,
+        system=str(meta["source_system"]),
+        code=code,
+        event_id=str(meta["event_id"]),
+        correlation_id=str(meta["correlation_id"]),
+        occurred_at=meta["occurred_at"],
+        ingested_at=meta["ingested_at"],
+        erp_order_number=erp_order_number,
+    )
 
 
 def settled_status(paid: Decimal, total: Decimal, tolerance: Decimal) -> PaymentStatus | None:
@@ -97,13 +144,15 @@ def invoice_settlement(datum: AvroDatum, *, shop_id: int) -> Settlement | Skip:
     paid: Decimal = gross["amount"] - open_["amount"]
     if status in _NO_PAYMENT or paid <= 0:
         return Skip("no_payment")
+    number = f"{datum['invoice_year']}-{datum['invoice_number']}"
     return Settlement(
         order_key=str(datum["order_key"]),
         id_order=id_order,
         paid=paid,
         currency=str(gross["currency"]),
         stated=_STATED.get(status),
-        source=f"invoice {datum['invoice_year']}-{datum['invoice_number']}",
+        source=f"invoice {number}",
+        origin=_origin(datum, f"invoice:{number}", status, datum["erp_order_number"] or None),
     )
 
 
@@ -124,32 +173,71 @@ def payment_settlement(datum: AvroDatum, *, shop_id: int) -> Settlement | Skip:
         currency=str(datum["amount"]["currency"]),
         stated=None,
         source=f"payment {datum['transaction_id'] or datum['meta']['source_id']}",
+        origin=_origin(
+            datum, f"payment:{datum['meta']['source_system']}:{datum['meta']['source_id']}", "PAYMENT", None
+        ),
+    )
+
+
+def settlement_status_change(
+    stage: str, settlement: Settlement, status: PaymentStatus, *, shop_id: int
+) -> AvroDatum:
+    """The ``OrderStatusChange`` stating ``status`` as the payment of the settlement's order (pure).
+
+    Only the payment dimension is stated; the event id is a function of stage, the settlement's invoice
+    or payment and the status, and every time comes from the source record, so a retry emits the same
+    event, byte for byte.
+    """
+    origin = settlement.origin
+    ids = {"prestashop": str(settlement.id_order)}
+    if origin.erp_order_number:
+        ids["infor"] = origin.erp_order_number
+    return pipeline_status_change(
+        stage=stage,
+        event_id=status_event_id(stage, settlement.order_key, origin.identity, status.value),
+        order_key=settlement.order_key,
+        status=OrderStatus(payment=status),
+        source_id=f"{settlement.order_key}:{origin.identity}",
+        source_status=SourceStatusFacts(
+            origin.system,
+            origin.code,
+            f"{settlement.source}: {settlement.paid} {settlement.currency} settled",
+        ),
+        changed_at=origin.occurred_at,
+        ingested_at=origin.ingested_at,
+        correlation_id=origin.correlation_id,
+        causation_id=origin.event_id,
+        shop_id=str(shop_id),
+        erp_order_number=origin.erp_order_number,
+        external_ids=ids,
     )
 
 
 class _SettlementSink:
-    """What both payment sinks do with a settlement: compare with the order, write the payment state."""
+    """What both payment sinks do with a settlement: compare with the order, emit the payment status."""
 
+    name: str
     target = TARGET
     coalesce_s: float | None = None
 
     def __init__(
         self,
         client: PrestaShopClient,
-        writer: OrderStateWriter,
+        statuses: StatusEmitter,
         currencies: ShopCurrencies,
         *,
         shop_id: int,
         tolerance: Decimal,
     ) -> None:
         self._client = client
-        self._writer = writer
+        self._statuses = statuses
         self._currencies = currencies
         self._shop_id = shop_id
         self._tolerance = tolerance
 
     async def apply(self, model: Settlement, context: SinkContext) -> Applied:
-        """Write the payment state the settlement justifies, forward only; see the module docstring."""
+        """Emit the payment status the settlement justifies (``emitted``, after the broker's ack), or
+        nothing (``unchanged``) when it settles nothing of the order; see the module docstring."""
         order = await self._client.get_order(model.id_order)
         order_currency = await self._currencies.iso_of(order.id_currency)
         if order_currency == model.currency:
@@ -165,13 +253,17 @@ class _SettlementSink:
             )
         if status is None:
             return Applied("unchanged", facts(id_order=model.id_order, why="nothing_paid"))
-        result = await self._writer.move(model.id_order, OrderStatus(payment=status))
-        summary = facts(id_order=model.id_order, payment=status.value, source=model.source)
-        if result.written:
-            return Applied(
-                "written", {**summary, **facts(from_state=result.previous_state, to_state=result.plan.target)}
-            )
-        return Applied("unchanged", {**summary, **facts(why=result.plan.reason.value)})
+        datum = settlement_status_change(self.name, model, status, shop_id=self._shop_id)
+        await self._statuses.emit(datum)
+        return Applied(
+            "emitted",
+            facts(
+                id_order=model.id_order,
+                payment=status.value,
+                source=model.source,
+                event_id=datum["meta"]["event_id"],
+            ),
+        )
 
 
 class InvoicePaymentSink(_SettlementSink):
@@ -199,19 +291,14 @@ class PaymentRecordSink(_SettlementSink):
 
 
 @asynccontextmanager
-async def build(
-    resources: SinkResources, *, send_email: bool | None = None
-) -> AsyncIterator[InvoicePaymentSink]:
-    """The invoice sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
+async def build(resources: SinkResources) -> AsyncIterator[InvoicePaymentSink]:
+    """The invoice sink on the shop of ``resources.settings.prestashop``, emitting on this deployment's
+    ``canonical.order-status.v1``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
-    send_email = shop.send_email if send_email is None else send_email
-    async with (
-        open_shop_client(shop) as client,
-        open_paid_state_ledger(resources, stage=INVOICES_NAME) as paid_states,
-    ):
+    async with open_shop_client(shop) as client, open_status_emitter(resources) as statuses:
         yield InvoicePaymentSink(
             client,
-            OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email),
+            statuses,
             ShopCurrencies(client),
             shop_id=shop.shop_id,
             tolerance=resources.rules.validation.totals_tolerance,
@@ -219,19 +306,14 @@ async def build(
 
 
 @asynccontextmanager
-async def build_payments(
-    resources: SinkResources, *, send_email: bool | None = None
-) -> AsyncIterator[PaymentRecordSink]:
-    """The payment-record sink on the shop of ``resources.settings.prestashop``; closes on exit."""
+async def build_payments(resources: SinkResources) -> AsyncIterator[PaymentRecordSink]:
+    """The payment-record sink on the shop of ``resources.settings.prestashop``, emitting on this
+    deployment's ``canonical.order-status.v1``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
-    send_email = shop.send_email if send_email is None else send_email
-    async with (
-        open_shop_client(shop) as client,
-        open_paid_state_ledger(resources, stage=PAYMENTS_NAME) as paid_states,
-    ):
+    async with open_shop_client(shop) as client, open_status_emitter(resources) as statuses:
         yield PaymentRecordSink(
             client,
-            OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email),
+            statuses,
             ShopCurrencies(client),
             shop_id=shop.shop_id,
             tolerance=resources.rules.validation.totals_tolerance,

@@ -1,15 +1,17 @@
-"""``canonical.shipment.v1`` → the tracking number on the order's ``order_carriers`` row + "Shipped".
+"""``canonical.shipment.v1`` → the tracking number on the order's ``order_carriers`` row; no state.
 
-Per shipment of a shop order, in this order (so a "Shipped" mail, when enabled, can show the number):
+Per shipment of a shop order: the tracking number on the order's latest carrier row, written only
+when it differs. PrestaShop keeps one number per carrier row: a shipment's first tracking number
+(else its first package's) is the one the buyer gets; a later shipment of the same order replaces it
+with its own.
 
-1. the tracking number on the order's latest carrier row, written only when it differs. PrestaShop
-   keeps one number per carrier row: a shipment's first tracking number (else its first package's) is
-   the one the buyer gets; a later shipment of the same order replaces it with its own;
-2. the state the rules' write-back names for a SHIPPED fulfilment (PS_OS_SHIPPING, or the shop's
-   ``shipped`` state), posted only when it moves the order forward: a delivered, refunded or cancelled
-   order is left alone.
+This sink posts no order state. "Shipped" comes from M3's order status (66 → SHIPPED on
+``canonical.order-status.v1``) through ``prestashop-status``, the one writer of the shop's order
+states: two sinks each reading the order as "not shipped yet" had both posted it. The cost, said
+plainly: the two topics are not ordered with each other, so "Shipped" may be posted before the
+number is set, and a "Shipped" mail (when the shop sends mails) may go out without it.
 
-Idempotent: a redelivered shipment finds the number and the state already there (``unchanged``).
+Idempotent: a redelivered shipment finds the number already there (``unchanged``).
 Skipped: another shop's order (``not_ours``); a record the shop itself produced (``echo``).
 """
 
@@ -22,16 +24,13 @@ from dataclasses import dataclass
 from connectors.prestashop.client import PrestaShopClient
 from connectors.prestashop.models import OrderCarrier
 from pipeline.errors import InvalidMessage
-from rules.canonical_status import FulfillmentStatus, OrderStatus
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
     DEFAULT_SEND_EMAIL,
     TARGET,
-    OrderStateWriter,
     facts,
     is_from_shop,
-    open_paid_state_ledger,
     open_shop_client,
     order_id_of,
 )
@@ -40,9 +39,6 @@ NAME = "prestashop-tracking"
 """Stage name (consumer group ``sink-prestashop-tracking`` in the topic catalogue)."""
 SOURCE_TOPIC = "canonical.shipment.v1"
 RECORD = "Shipment"
-
-SHIPPED = OrderStatus(fulfillment=FulfillmentStatus.SHIPPED)
-"""What a shipment says about its order: shipped; nothing about payment or lifecycle."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ def carrier_row_to_update(
 
 
 class ShipmentSink:
-    """Puts a shipment's tracking number on the shop order and moves it to "Shipped" when that is forward."""
+    """Puts a shipment's tracking number on the shop order (the order's state is prestashop-status's)."""
 
     name = NAME
     target = TARGET
@@ -99,15 +95,9 @@ class ShipmentSink:
     coalesce_s: float | None = None
 
     def __init__(
-        self,
-        client: PrestaShopClient,
-        writer: OrderStateWriter,
-        *,
-        shop_id: int,
-        send_email: bool = DEFAULT_SEND_EMAIL,
+        self, client: PrestaShopClient, *, shop_id: int, send_email: bool = DEFAULT_SEND_EMAIL
     ) -> None:
         self._client = client
-        self._writer = writer
         self._shop_id = shop_id
         self._send_email = send_email
 
@@ -116,29 +106,18 @@ class ShipmentSink:
         return to_shipment_update(datum, shop_id=self._shop_id)
 
     async def apply(self, model: ShipmentUpdate, context: SinkContext) -> Applied:
-        """Tracking first, then the state; ``written`` when either changed, else ``unchanged``."""
-        tracking_written = False
-        if model.tracking_number is not None:
-            rows = await self._client.order_carriers_for(model.id_order)
-            row = carrier_row_to_update(rows, model.tracking_number, id_order=model.id_order)
-            if row is not None:
-                await self._client.set_tracking_number(
-                    model.id_order,
-                    model.tracking_number,
-                    id_carrier=row.id_carrier,
-                    send_email=self._send_email,
-                )
-                tracking_written = True
-        state = await self._writer.move(model.id_order, SHIPPED)
-        summary = facts(
-            id_order=model.id_order,
-            shipment_id=model.shipment_id,
-            tracking="written" if tracking_written else "unchanged",
-            state=f"{state.previous_state}->{state.plan.target}"
-            if state.written
-            else state.plan.reason.value,
+        """``written`` when the tracking number changed, else ``unchanged`` (also without a number)."""
+        summary = facts(id_order=model.id_order, shipment_id=model.shipment_id)
+        if model.tracking_number is None:
+            return Applied("unchanged", {**summary, "why": "no_tracking_number"})
+        rows = await self._client.order_carriers_for(model.id_order)
+        row = carrier_row_to_update(rows, model.tracking_number, id_order=model.id_order)
+        if row is None:
+            return Applied("unchanged", {**summary, "why": "already_there"})
+        await self._client.set_tracking_number(
+            model.id_order, model.tracking_number, id_carrier=row.id_carrier, send_email=self._send_email
         )
-        return Applied("written" if tracking_written or state.written else "unchanged", summary)
+        return Applied("written", summary)
 
 
 @asynccontextmanager
@@ -146,6 +125,5 @@ async def build(resources: SinkResources, *, send_email: bool | None = None) -> 
     """The sink on the shop of ``resources.settings.prestashop``; its connections close on exit."""
     shop = resources.settings.require_prestashop()
     send_email = shop.send_email if send_email is None else send_email
-    async with open_shop_client(shop) as client, open_paid_state_ledger(resources, stage=NAME) as paid_states:
-        writer = OrderStateWriter(client, resources.rules, paid_states=paid_states, send_email=send_email)
-        yield ShipmentSink(client, writer, shop_id=shop.shop_id, send_email=send_email)
+    async with open_shop_client(shop) as client:
+        yield ShipmentSink(client, shop_id=shop.shop_id, send_email=send_email)

@@ -7,10 +7,12 @@
 - :func:`order_id_of`: ``{shop_id}:{id_order}`` → the order id in *this* sink's shop, or None for
   another shop's order (the sink skips it).
 - :class:`OrderStateWriter`: moves an order forward through ``POST order_histories`` when the rules
-  say the shop's current state is behind, and only then (shared by the status, tracking and payment
-  sinks). The decision is the pure :func:`plan_status_write`. Around every state it posts with the
-  ``paid`` flag it keeps a :class:`PaidStateMark` (below), so the payment the shop invents for it is
-  known as the pipeline's echo and never applied to M3.
+  say the shop's current state is behind, and only then. Only ``prestashop-status`` uses it: one
+  writer per order, keyed by order, so two reads of the same old state can never both post (the
+  tracking and payment sinks emit their conclusions on ``canonical.order-status.v1`` instead, see
+  ``sinks/order_status_emitter.py``). The decision is the pure :func:`plan_status_write`. Around
+  every state it posts with the ``paid`` flag it keeps a :class:`PaidStateMark` (below), so the
+  payment the shop invents for it is known as the pipeline's echo and never applied to M3.
 - :class:`ShopCatalogue`: SKU → sellable unit (product, combination) from the shop's references,
   cached and reloaded on a miss at most once per interval; an unknown SKU raises
   ``InvalidMessage("unknown_sku")`` with the closest references and names as suggestions.
@@ -22,7 +24,7 @@ paid: it must not reach M3 as a shop payment (``sinks/infor_payments.py``). Noth
 who caused it, and clocks of two systems are not compared, so the writer brackets its own write::
 
     key   echo:prestashop:paid-state:{stage}:{order_key}      (on the compacted ``state.erp-links``)
-    value {"order_key": "1:42", "stage": "prestashop-tracking", "state": 4,
+    value {"order_key": "1:42", "stage": "prestashop-status", "state": 4,
            "before": ["17"], "after": null | ["17", "18"], "echo": ["18"], "writes": []}
 
 ``before``: the order's payment ids read just before the POST (the record is acknowledged before the
@@ -31,7 +33,10 @@ payment id that appeared across this stage's paid-state writes of the order (``a
 cumulative). An OPEN mark (``after`` null: the process died between the two writes) is closed by the
 next :meth:`OrderStateWriter.move` of the order (the runner redelivers the record it was applying)
 with the payments read then. One record per stage and order, so each has one writer (the sink's key
-order) and the cumulative set is never lost to a concurrent writer of another stage. ``writes`` is
+order) and the cumulative set is never lost to a concurrent writer. Only ``prestashop-status`` writes
+marks now; marks of the stages that posted states before it became the only writer
+(``prestashop-tracking``, ``prestashop-payment``, ``prestashop-payment-records``) stay on the topic and
+are still read by the Infor payment sinks, which judge a payment by the marks of every stage. ``writes`` is
 always empty: the customer sinks read ``echo:*`` keys as their ledger (``sinks/echo.py``) and
 so see "no customer writes" instead of an unreadable record. Limit: a genuine payment the shop
 records within the few milliseconds between the two reads is taken for the echo (logged).
@@ -68,7 +73,6 @@ from connectors.prestashop.models import Combination, OrderState, Product
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query
 from pipeline.errors import InvalidMessage
-from pipeline.producer import HeaderList
 from pipeline.ratelimit import AdaptiveRateLimiter, RateLimitedTransport, RatePolicy
 from pipeline.settings import PrestaShopSettings
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore
@@ -77,6 +81,7 @@ from rules.engine import Rules
 from rules.status import MergeOutcome, ShopStates, StatusRules
 from schemas.codec import AvroDatum
 from sinks.base import SinkResources
+from sinks.order_status_emitter import AckedProducer
 
 log = logging.getLogger(__name__)
 
@@ -432,19 +437,6 @@ class PaidStateIndex(ErpLinkIndex):
             super().apply(key, value)
 
 
-class AckedProducer(Protocol):
-    """The part of :class:`pipeline.producer.PipelineProducer` the marks are written with."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]: ...
-
-
 class PaidStateLedger(Protocol):
     """Where :class:`OrderStateWriter` keeps its paid-state marks (:class:`StoredPaidStateLedger`)."""
 
@@ -544,8 +536,9 @@ async def open_paid_state_ledger(
 class OrderStateWriter:
     """Moves shop orders forward by the rules; loads the shop's order states once (again on an unknown id).
 
-    With ``paid_states`` (every sink's ``build`` passes it) a state flagged ``paid`` is posted between
-    the two records of a :class:`PaidStateMark`; without it (unit tests) nothing is marked.
+    With ``paid_states`` (``prestashop-status``'s ``build`` passes it) a state flagged ``paid`` is
+    posted between the two records of a :class:`PaidStateMark`; without it (unit tests) nothing is
+    marked.
     Safe for concurrent use by the keys of one sink on one event loop.
     """
 

@@ -1,18 +1,19 @@
 """Shop payments to M3 invoices, without the shop's answers to the pipeline's own paid states.
 
 Real HTTP to both sandboxes, the real broker for ``state.erp-links`` (a compacted topic of the test's
-own): the PrestaShop writer (:class:`~sinks.prestashop_target.OrderStateWriter`, as the tracking sink
-builds it) keeps its paid-state marks there, and the Infor payment sinks read them back (topic read
-to its end) next to the order links. Each shop order has an M3 twin created by the ``infor-orders``
-sink and invoiced by stepping the sandbox's paused warehouse; the order link is written to the topic
-as the orders sink would. The canonical Payment of a shop payment is what the payments flow makes of
-it: the example card capture re-pointed at the order, the shop's payment id and amount.
+own): the PrestaShop writer (:class:`~sinks.prestashop_target.OrderStateWriter`, as prestashop-status,
+the one writer of order states, builds it) keeps its paid-state marks there, and the Infor payment
+sinks read them back (topic read to its end) next to the order links. Each shop order has an M3 twin
+created by the ``infor-orders`` sink and invoiced by stepping the sandbox's paused warehouse; the order
+link is written to the topic as the orders sink would. The canonical Payment of a shop payment is what
+the payments flow makes of it: the example card capture re-pointed at the order, the shop's payment id
+and amount.
 
 (a) a card order's checkout payment is applied to its M3 invoice (one ARS040MI batch, RAFC 0);
 (b) a bank-wire order moved to "Shipped" by the writer: the payment the shop invents for it is
     ``echo``: no batch, the M3 invoice stays open;
 (c) the writer died between its open mark and Shipped's outcome: the payment is parked (``waiting``),
-    an invoice does not apply it, and once the redelivered shipment closed the mark it is ``echo``.
+    an invoice does not apply it, and once the redelivered status change closed the mark it is ``echo``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from tests.unit.test_sinks_prestashop_support import SHOP_ID, admin, rules, runn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-STAGE = "prestashop-tracking"
+STAGE = "prestashop-status"
 SHIPPED = OrderStatus(fulfillment=FulfillmentStatus.SHIPPED)
 
 
@@ -165,7 +166,7 @@ async def world(
 ) -> AsyncIterator[World]:
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     producer = PipelineProducer(kafka, client_id_suffix="test-paid-state-echo")
-    marks_store = ErpLinkStore(kafka, links_topic, client_id_suffix="test-tracking-paid-states")
+    marks_store = ErpLinkStore(kafka, links_topic, client_id_suffix="test-status-paid-states")
     marks_store.index = PaidStateIndex()
     ledger = StoredPaidStateLedger(marks_store, producer, stage=STAGE, shop_id=SHOP_ID)
     payments_store = ErpLinkStore(kafka, links_topic, client_id_suffix="test-infor-payments")
@@ -277,12 +278,12 @@ def test_a_payment_behind_a_mark_left_open_by_a_crash_is_parked_and_never_applie
             order_key = f"{SHOP_ID}:{order['id']}"
             async with admin(shop) as a:
                 shipping = await a.state_id("PS_OS_SHIPPING")
-                # The tracking sink recorded its open mark, posted Shipped, and died.
+                # The status sink recorded its open mark, posted Shipped, and died.
                 await w.ledger.record(PaidStateMark.opened(order_key, STAGE, shipping, []))
                 await a.call("POST", f"orders/{order['id']}/state", json={"state": "PS_OS_SHIPPING"})
             [invented] = await w.payments_of(order)
             outcomes = [await w.pay(order, invented), await w.invoice_arrives(order, invoice)]
-            # The restarted sink gets the shipment again: nothing to post, the mark is closed.
+            # The restarted sink gets the SHIPPED change again: nothing to post, the mark is closed.
             assert not (await w.writer.move(order["id"], SHIPPED)).written
             outcomes += [await w.invoice_arrives(order, invoice), await w.pay(order, invented)]
             return outcomes, invoice

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.producer import PipelineProducer
-from pipeline.settings import KafkaSettings, Settings
+from pipeline.settings import KafkaSettings, RegistrySettings, Settings
 from sandbox.prestashop.server import SandboxServer
 from schemas.catalogue import load_catalogue
 from sinks import (
@@ -76,10 +76,12 @@ def shop() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def resources(
-    kafka_bootstrap: str, new_topic: NewTopicFactory, shop: SandboxServer
+    kafka_bootstrap: str, registry_url: str, new_topic: NewTopicFactory, shop: SandboxServer
 ) -> Iterator[SinkResources]:
     settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap), prestashop=shop_settings(shop)
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        registry=RegistrySettings(url=registry_url),
+        prestashop=shop_settings(shop),
     )
     # The echo records of the customer and product sinks live on the links topic: this test's own.
     names = {"state.erp-links": new_topic(partitions=3, config={"cleanup.policy": "compact"})}

@@ -99,23 +99,27 @@ def test_decode_keeps_this_shops_erp_changes_and_skips_echoes_and_other_shops() 
     assert (caught.value.reason, caught.value.field_path) == ("invalid_order_key", "order_key")
 
 
-def test_decode_leaves_shipped_to_the_shipment_and_keeps_what_else_the_change_says() -> None:
-    # prestashop-tracking posts Shipped after the tracking number; posting it here too raced it.
-    only_shipped = datum(
+def test_decode_keeps_shipped_and_a_payment_only_change_from_the_pipeline() -> None:
+    # This sink is the one writer of order states: M3's SHIPPED (status 66) is posted here, and so is
+    # the PAID the payment sinks conclude and emit with only the payment dimension stated.
+    only_shipped = _change(17, payment_status="UNKNOWN", fulfillment_status="SHIPPED", lifecycle="UNKNOWN")
+    assert to_status_change(only_shipped, shop_id=1) == StatusChange(
+        "1:17", 17, OrderStatus(fulfillment=FulfillmentStatus.SHIPPED)
+    )
+    paid_and_shipped = _change(17, payment_status="PAID", fulfillment_status="SHIPPED", lifecycle="OPEN")
+    assert to_status_change(paid_and_shipped, shop_id=1) == StatusChange("1:17", 17, SHIPPED)
+    concluded_paid = datum(
         "OrderStatusChange",
         "infor-order-stop",
         order_key="1:17",
-        payment_status="UNKNOWN",
-        fulfillment_status="SHIPPED",
+        payment_status="PAID",
+        fulfillment_status="UNKNOWN",
         lifecycle="UNKNOWN",
+        meta={"source_system": "PIPELINE", "source_entity": "prestashop-payment"},
     )
-    assert to_status_change(only_shipped, shop_id=1) == Skip("shipment_announces")
-    paid_and_shipped = _change(17, payment_status="PAID", fulfillment_status="SHIPPED", lifecycle="OPEN")
-    assert to_status_change(paid_and_shipped, shop_id=1) == StatusChange(
-        "1:17", 17, OrderStatus(PaymentStatus.PAID, FulfillmentStatus.UNKNOWN, Lifecycle.OPEN)
+    assert to_status_change(concluded_paid, shop_id=1) == StatusChange(
+        "1:17", 17, OrderStatus(payment=PaymentStatus.PAID)
     )
-    delivered = _change(17, payment_status="PAID", fulfillment_status="DELIVERED", lifecycle="CLOSED")
-    assert to_status_change(delivered, shop_id=1) == StatusChange("1:17", 17, DELIVERED)
 
 
 # --- against the sandbox ---------------------------------------------------------------------------
@@ -226,3 +230,31 @@ async def test_an_order_the_shop_does_not_have_is_invalid_with_the_request_summa
     assert caught.value.reason == "prestashop_not_found"
     assert caught.value.details["http_status"] == "404"
     assert caught.value.details["request"] == "GET /api/orders/987654"
+
+
+async def test_shipped_and_a_concluded_paid_in_either_order_end_shipped_with_one_shipped_row(
+    shop: SandboxServer,
+) -> None:
+    shipped_only = OrderStatus(fulfillment=FulfillmentStatus.SHIPPED)
+    paid_only = OrderStatus(payment=PaymentStatus.PAID)
+    async with admin(shop) as a, sink_client(shop) as client:
+        sink = OrderStatusSink(OrderStateWriter(client, rules()), shop_id=SHOP_ID)
+        shipping, payment = await a.state_id("PS_OS_SHIPPING"), await a.state_id("PS_OS_PAYMENT")
+        outcomes: dict[str, list[str]] = {}
+        for name, changes in (
+            ("paid_first", (paid_only, shipped_only)),
+            ("shipped_first", (shipped_only, paid_only)),
+        ):
+            order = await a.place_order(state="PS_OS_BANKWIRE")
+            before = len(await a.histories_of(order["id"]))
+            for desired in changes:
+                applied = await sink.apply(
+                    StatusChange(f"{SHOP_ID}:{order['id']}", order["id"], desired), context()
+                )
+                outcomes.setdefault(name, []).append(applied.outcome)
+            added = [int(row["id_order_state"]) for row in (await a.histories_of(order["id"]))[before:]]
+            assert int((await a.row("orders", order["id"]))["current_state"]) == shipping
+            assert added == ([payment, shipping] if name == "paid_first" else [shipping]), (name, added)
+
+    # A PAID after Shipped is already there (Shipped is a paid state): nothing is posted after it.
+    assert outcomes == {"paid_first": ["written", "written"], "shipped_first": ["written", "unchanged"]}

@@ -27,7 +27,8 @@ from tests.unit.test_sinks_prestashop_support import SHOP_ID, Admin, admin, rule
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
-STAGE = "prestashop-tracking"
+STAGE = "prestashop-status"
+"""The one writer of order states, so the one stage that writes paid-state marks."""
 SHIPPED = OrderStatus(fulfillment=FulfillmentStatus.SHIPPED)
 CANCELLED = OrderStatus(lifecycle=Lifecycle.CANCELLED)
 
@@ -54,7 +55,7 @@ def test_what_appears_between_before_and_after_is_echo_and_stays_so_over_later_w
 
 def test_a_mark_survives_its_record_and_other_records_are_not_marks() -> None:
     mark = PaidStateMark.opened("1:7", STAGE, 4, ["9", "10"]).closed(["9", "10", "11"])
-    assert mark.key == b"echo:prestashop:paid-state:prestashop-tracking:1:7"
+    assert mark.key == b"echo:prestashop:paid-state:prestashop-status:1:7"
     assert PaidStateMark.from_record(mark.key, mark.to_json()) == mark
     opened = PaidStateMark.opened("1:7", STAGE, 4, ["9"])
     assert PaidStateMark.from_record(opened.key, opened.to_json()) == opened
@@ -66,6 +67,7 @@ def test_a_mark_survives_its_record_and_other_records_are_not_marks() -> None:
 def test_the_index_keeps_one_mark_per_stage_and_forgets_a_tombstoned_one() -> None:
     index = PaidStateMarks()
     tracking = PaidStateMark.opened("1:7", STAGE, 4, []).closed(["11"])
+    # A mark of a stage that posted paid states before prestashop-status became the only writer.
     payment = PaidStateMark.opened("1:7", "prestashop-payment", 2, ["11"])
     assert index.apply(tracking.key, tracking.to_json())
     assert index.apply(payment.key, payment.to_json())
@@ -205,8 +207,11 @@ async def test_an_open_mark_left_by_a_crash_is_closed_with_the_payments_the_shop
     assert (closed.open, closed.echo) == (False, frozenset(invented))
 
 
-async def test_a_paid_state_posted_by_the_payment_sink_is_bracketed_too(shop: SandboxServer) -> None:
-    ledger = MemoryLedger(stage="prestashop-payment")
+async def test_the_paid_state_a_concluded_payment_moves_the_order_to_is_bracketed_too(
+    shop: SandboxServer,
+) -> None:
+    # The payment sinks emit PAID with only the payment dimension; prestashop-status posts it.
+    ledger = MemoryLedger()
     async with admin(shop) as a, sink_client(shop) as client:
         order = await place(a, "ps_checkpayment")
         paid = OrderStatus(payment=PaymentStatus.PAID)

@@ -1,4 +1,4 @@
-"""The shipment sink: tracking number choice (pure) and tracking + "Shipped" against the sandbox."""
+"""The shipment sink: tracking number choice (pure), and the number (never a state) against the sandbox."""
 
 from __future__ import annotations
 
@@ -17,14 +17,12 @@ from sinks.prestashop_shipments import (
     to_shipment_update,
     tracking_number_of,
 )
-from sinks.prestashop_target import OrderStateWriter
 from tests.unit.test_sinks_prestashop_support import (
     SHOP_ID,
     VERSIONS,
     admin,
     context,
     datum,
-    rules,
     running_shop,
     sink_client,
 )
@@ -101,67 +99,91 @@ async def _decoded(sink: ShipmentSink, id_order: int, tracking: str = TRACKING) 
     return model
 
 
-async def test_tracking_and_shipped_are_written_once(shop: SandboxServer) -> None:
+async def test_the_tracking_number_is_written_once_and_no_state_is_posted(shop: SandboxServer) -> None:
     async with admin(shop) as a, sink_client(shop) as client:
         order = await a.place_order(state="PS_OS_PAYMENT")
         [carrier] = [row for row in await a.rows("order_carriers") if int(row["id_order"]) == order["id"]]
-        before = len(await a.histories_of(order["id"]))
-        sink = ShipmentSink(client, OrderStateWriter(client, rules()), shop_id=SHOP_ID)
+        before = await a.histories_of(order["id"])
+        sink = ShipmentSink(client, shop_id=SHOP_ID)
         model = await _decoded(sink, order["id"])
 
         first = await sink.apply(model, context())
         again = await sink.apply(model, context(attempt=2))
 
         assert first.outcome == "written"
-        assert first.facts is not None
-        assert first.facts["tracking"] == "written"
         assert again.outcome == "unchanged"
         assert again.facts is not None
-        assert (again.facts["tracking"], again.facts["state"]) == ("unchanged", "already_there")
+        assert again.facts["why"] == "already_there"
         assert (await a.row("order_carriers", carrier["id"]))["tracking_number"] == TRACKING
-        assert int((await a.row("orders", order["id"]))["current_state"]) == 24
-        assert len(await a.histories_of(order["id"])) == before + 1
-
-
-async def test_a_delivered_order_gets_the_tracking_number_but_stays_delivered(shop: SandboxServer) -> None:
-    async with admin(shop) as a, sink_client(shop) as client:
-        order = await a.place_order(state="PS_OS_DELIVERED")
-        delivered = await a.state_id("PS_OS_DELIVERED")
-        before = await a.histories_of(order["id"])
-        sink = ShipmentSink(client, OrderStateWriter(client, rules()), shop_id=SHOP_ID)
-
-        applied = await sink.apply(await _decoded(sink, order["id"]), context())
-
-        assert applied.facts is not None
-        assert applied.facts["state"] == "backwards"
-        assert int((await a.row("orders", order["id"]))["current_state"]) == delivered
+        # "Shipped" is prestashop-status's to post (from M3's order status), never this sink's.
+        assert int((await a.row("orders", order["id"]))["current_state"]) == await a.state_id("PS_OS_PAYMENT")
         assert await a.histories_of(order["id"]) == before
 
 
-async def test_a_503_on_the_tracking_write_is_retryable_and_nothing_half_done_is_repeated(
+async def test_a_delivered_order_gets_the_tracking_number_and_stays_delivered(shop: SandboxServer) -> None:
+    async with admin(shop) as a, sink_client(shop) as client:
+        order = await a.place_order(state="PS_OS_DELIVERED")
+        [carrier] = [row for row in await a.rows("order_carriers") if int(row["id_order"]) == order["id"]]
+        before = await a.histories_of(order["id"])
+        sink = ShipmentSink(client, shop_id=SHOP_ID)
+
+        applied = await sink.apply(await _decoded(sink, order["id"]), context())
+
+        assert applied.outcome == "written"
+        assert (await a.row("order_carriers", carrier["id"]))["tracking_number"] == TRACKING
+        assert int((await a.row("orders", order["id"]))["current_state"]) == await a.state_id(
+            "PS_OS_DELIVERED"
+        )
+        assert await a.histories_of(order["id"]) == before
+
+
+async def test_a_shipment_without_a_tracking_number_changes_nothing(shop: SandboxServer) -> None:
+    async with admin(shop) as a, sink_client(shop) as client:
+        order = await a.place_order(state="PS_OS_PAYMENT")
+        before = await a.histories_of(order["id"])
+        sink = ShipmentSink(client, shop_id=SHOP_ID)
+        bare = datum(
+            "Shipment",
+            "partial-no-tracking-url",
+            order_key=f"{SHOP_ID}:{order['id']}",
+            tracking_numbers=[],
+            packages=[],
+        )
+        model = sink.decode(bare, context())
+        assert isinstance(model, ShipmentUpdate)
+
+        applied = await sink.apply(model, context())
+
+        assert applied.outcome == "unchanged"
+        assert applied.facts is not None
+        assert applied.facts["why"] == "no_tracking_number"
+        assert await a.histories_of(order["id"]) == before
+
+
+async def test_a_503_on_the_tracking_write_is_retryable_and_the_retry_writes_once(
     shop: SandboxServer,
 ) -> None:
     async with admin(shop) as a, sink_client(shop) as client:
         order = await a.place_order(state="PS_OS_PAYMENT")
-        before = len(await a.histories_of(order["id"]))
-        sink = ShipmentSink(client, OrderStateWriter(client, rules()), shop_id=SHOP_ID)
+        [carrier] = [row for row in await a.rows("order_carriers") if int(row["id_order"]) == order["id"]]
+        sink = ShipmentSink(client, shop_id=SHOP_ID)
         model = await _decoded(sink, order["id"])
         write = "PUT" if shop.app.sandbox.store.version < (8,) else "PATCH"
         await a.fail_next("order_carriers", status=503, method=write)
 
         with pytest.raises(RetryableError):
             await sink.apply(model, context())
-        assert len(await a.histories_of(order["id"])) == before  # the state waits for the tracking
+        assert (await a.row("order_carriers", carrier["id"]))["tracking_number"] != TRACKING
 
         assert (await sink.apply(model, context(attempt=2))).outcome == "written"
         assert (await sink.apply(model, context(attempt=3))).outcome == "unchanged"
-        assert len(await a.histories_of(order["id"])) == before + 1
+        assert (await a.row("order_carriers", carrier["id"]))["tracking_number"] == TRACKING
 
 
 async def test_a_tracking_number_the_shop_refuses_is_invalid(shop: SandboxServer) -> None:
     async with admin(shop) as a, sink_client(shop) as client:
         order = await a.place_order(state="PS_OS_PAYMENT")
-        sink = ShipmentSink(client, OrderStateWriter(client, rules()), shop_id=SHOP_ID)
+        sink = ShipmentSink(client, shop_id=SHOP_ID)
         with pytest.raises(InvalidMessage) as caught:
             await sink.apply(await _decoded(sink, order["id"], tracking="NO*STARS"), context())
     assert caught.value.reason == "invalid_tracking_number"
