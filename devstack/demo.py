@@ -10,9 +10,14 @@ the order was placed::
     +0.4s  canonical   canonical.order.v1 1:12: 2 lines, 118.20 EUR, payment paid
     +0.9s  Infor       sales order 1000012346 for customer PS000003 (status 22)
     +2.1s  shipment    canonical.shipment.v1: delivery 5000001235, UPS, tracking 1ZKZ37P5R566W33W93
-    +2.3s  PrestaShop  tracking 1ZKZ37P5R566W33W93 on the order's carrier; state "Shipped"
+    +2.3s  PrestaShop  tracking 1ZKZ37P5R566W33W93 on the order's carrier; state "Shipped" (M3 status)
     +2.6s  invoice     canonical.invoice.v1: invoice 700124, 118.20 EUR gross, 118.20 open
     +2.8s  payment     PrestaShop payment status: paid (state "Shipped")
+
+Every order state is posted by one sink, ``prestashop-status``: "Shipped" from M3's order status, the
+paid state from what ``prestashop-payment`` concluded from the invoice (it emits that on
+``canonical.order-status.v1``). ``prestashop-tracking`` sets only the tracking number, so the demo
+waits for both before printing that step.
 
 Orders paid later (bank wire, cheque) are paid in Infor once invoiced (the customer pays the invoice),
 and the demo waits for that payment to reach the canonical invoice and PrestaShop.
@@ -382,7 +387,9 @@ class Demo:
             f"PrestaShop order {order_id} shipped",
         )
         self._step(
-            started, "PrestaShop", f'tracking {carrier_row} on the order\'s carrier; state "{shipped.name}"'
+            started,
+            "PrestaShop",
+            f'tracking {carrier_row} on the order\'s carrier; state "{shipped.name}" (M3 status)',
         )
         invoice = self._wait(lambda: self._decoded(INVOICES, key), f"canonical.invoice.v1 {key}")
         currency = invoice["gross"]["currency"]
