@@ -122,6 +122,14 @@ WEBHOOK_REQUESTS = Counter(
 )
 """Refusals are expected at some rate (retries, rotation mistakes); a rising 401/503 share is the alarm."""
 
+POLLER_NOTIFICATIONS = Counter(
+    "psinfor_poller_notifications_total",
+    "Rows named by webhook notifications, by resource and what the poller did: read (re-read and written), "
+    "fresh (a read that started after the notification already wrote it), gone (the row no longer exists).",
+    ["resource", "outcome"],
+)
+"""A high fresh share is the orders loop winning the race; a rising lag with few fresh is a slow shop."""
+
 WEBHOOK_PRODUCE_SECONDS = Histogram(
     "psinfor_webhook_produce_seconds",
     "Time from handing a webhook's record to the producer until the broker acknowledged it (or gave up).",

@@ -38,14 +38,17 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from connectors.prestashop.client import PrestaShopClient
 from connectors.prestashop.models import MODEL_BY_RESOURCE, Order, OrderCarrier, PsModel
 from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
+from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK, snapshot
 from ingest.prestashop_poller.window import format_shop_time
 from pipeline.errors import InvalidMessage
+from pipeline.metrics import POLLER_NOTIFICATIONS
 from pipeline.producer import PipelineProducer
 from pipeline.records import SourceRecord
 from pipeline.runner import ConsumeRunner
@@ -87,6 +90,17 @@ def _positive_int(value: object) -> int | None:
     return None
 
 
+def received_at_of(record: SourceRecord) -> float | None:
+    """The receiver's ``received_at`` header (ISO 8601 UTC) as unix seconds; None if absent or unreadable."""
+    text = record.header("received_at")
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.decode(errors="replace").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def targets_of(record: SourceRecord) -> list[Target]:
     """The rows a webhook notification asks to re-read (empty when it names nothing readable)."""
     resource_header, id_header = record.header("resource"), record.header("id")
@@ -116,6 +130,20 @@ def targets_of(record: SourceRecord) -> list[Target]:
     return found
 
 
+LANES: tuple[tuple[str, ...], ...] = (
+    ("raw.prestashop.orders",),
+    ("raw.prestashop.customers", "raw.prestashop.products"),
+    ("raw.prestashop.stock",),
+)
+"""The raw topics each consumer of the reader takes (one consumer thread per lane, one group).
+
+Every order line moves stock, so a checkout peak brings several stock notifications per order; read
+one after the other by one consumer they queued the order notifications behind them (seconds). Each
+lane reads on its own, while the HTTP reads of all lanes share the process's event loop and client.
+Order and carrier rows stay in one lane: their notifications share the order's topic and key order.
+"""
+
+
 class NotificationReader:
     """Consumes the raw PrestaShop topics and answers notifications with snapshots (module docstring)."""
 
@@ -127,6 +155,7 @@ class NotificationReader:
         *,
         poll_run_id: str,
         loop: asyncio.AbstractEventLoop,
+        fresh: FreshReads | None = None,
     ) -> None:
         poller = settings.poller
         self._client = client
@@ -134,29 +163,43 @@ class NotificationReader:
         self._producer = producer
         self._run_id = poll_run_id
         self._loop = loop
+        self._fresh = fresh or FreshReads()
         self._shop_id = settings.require_prestashop().shop_id
         self._prefix = poller.topic_prefix
-        topics = sorted({f"{poller.topic_prefix}{topic}" for topic in RAW_TOPIC_BY_RESOURCE.values()})
-        self._runner = ConsumeRunner(
-            settings,
-            STAGE,
-            topics,
-            poller.group_id,
-            self.handle,
-            f"{poller.topic_prefix}dlq.processors",
-            producer=producer,
-            auto_offset_reset="latest",
-        )
+        laned = {topic for lane in LANES for topic in lane}
+        missing = set(RAW_TOPIC_BY_RESOURCE.values()) - laned
+        if missing:
+            raise ValueError(f"raw topics in no notification lane: {sorted(missing)}")
+        # Members of one group may subscribe to different topics: each lane's partitions go to the
+        # lane's consumers only (several poller processes share them the same way).
+        self._runners = [
+            ConsumeRunner(
+                settings,
+                STAGE,
+                [f"{poller.topic_prefix}{topic}" for topic in lane],
+                poller.group_id,
+                self.handle,
+                f"{poller.topic_prefix}dlq.processors",
+                producer=producer,
+                auto_offset_reset="latest",
+            )
+            for lane in LANES
+        ]
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Run the consumer on a worker thread until ``stop`` is set; re-raises its failure."""
-        worker = asyncio.ensure_future(asyncio.to_thread(self._runner.run))
+        """Run each lane's consumer on a worker thread until ``stop`` is set; re-raises a failure."""
+        workers = {asyncio.ensure_future(asyncio.to_thread(runner.run)) for runner in self._runners}
         stopper = asyncio.ensure_future(stop.wait())
-        # Whichever ends first: stop was asked for, or the runner failed (re-raised by `await worker`).
-        await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        self._runner.stop()
+        # Whichever ends first: stop was asked for, or a runner failed (re-raised by awaiting it).
+        await asyncio.wait({*workers, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for runner in self._runners:
+            runner.stop()
         stopper.cancel()
-        await worker  # returns after the runner committed what it finished
+        # Each returns after its runner committed what it finished; the first failure is re-raised.
+        results = await asyncio.gather(*workers, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def handle(self, record: SourceRecord) -> None:
         """Re-read what a webhook notification names and write the snapshots; ignore everything else.
@@ -173,11 +216,18 @@ class NotificationReader:
             )
             return
         correlation = record.header("correlation_id") or record.header("webhook-id")
+        received_at = received_at_of(record)
         for target in targets:
+            if received_at is not None and self._fresh.answered(target.resource, target.id, received_at):
+                POLLER_NOTIFICATIONS.labels(target.resource, "fresh").inc()
+                continue
+            started_at = self._fresh.now()
             future = asyncio.run_coroutine_threadsafe(self._read(target), self._loop)
             fetched = future.result(READ_TIMEOUT_S)
             if fetched is None:
+                POLLER_NOTIFICATIONS.labels(target.resource, "gone").inc()
                 continue
+            POLLER_NOTIFICATIONS.labels(target.resource, "read").inc()
             model, raw_record, kind = fetched
             date_upd = getattr(model, "date_upd", None)
             correlation_id = correlation.decode(errors="replace") if correlation else uuid.uuid4().hex
@@ -209,6 +259,9 @@ class NotificationReader:
                 self._producer.produce_and_wait(
                     f"{self._prefix}{record_.topic}", record_.key, record_.value, record_.headers
                 )
+            self._fresh.record(target.resource, [target.id], started_at)
+            if target.resource != model.RESOURCE:  # an address answered with its customer's bundle
+                self._fresh.record(model.RESOURCE, [model.id], started_at)
 
     async def _read(self, target: Target) -> tuple[PsModel, dict[str, Any], str] | None:
         model = OrderCarrier if target.resource == "order_carriers" else MODEL_BY_RESOURCE[target.resource]

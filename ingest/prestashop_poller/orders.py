@@ -41,6 +41,7 @@ from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.models import Order
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
 from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
+from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.pages import first_page
 from ingest.prestashop_poller.raw import produce_raw, snapshot
 from ingest.prestashop_poller.window import (
@@ -96,8 +97,10 @@ class OrdersPoller:
         poll_run_id: str,
         beat: Callable[[], None] = lambda: None,
         clock: Callable[[tzinfo], datetime] = shop_now,
+        fresh: FreshReads | None = None,
     ) -> None:
         self._client = client
+        self._fresh = fresh
         self._producer = producer
         self._store = store
         self._settings = settings
@@ -114,6 +117,10 @@ class OrdersPoller:
         self._confirmed = RecentVersions()
         self._restored = False
         self._bundles = BundleReader(client)
+
+    def read_started(self) -> float | None:
+        """The wall-clock stamp of a page read about to start (None without a FreshReads to tell)."""
+        return self._fresh.now() if self._fresh is not None else None
 
     @property
     def watermark(self) -> datetime:
@@ -212,8 +219,9 @@ class _Pass:
                     filters=(between("date_upd", cursor, cursor), greater_than("id", last_id)),
                     sort=(Sort("id"),),
                 )
+                read_at = p.read_started()
                 rows = await first_page(p._client, Order, q, p._page_size)
-                await self.write(rows)
+                await self.write(rows, read_at)
                 if rows:
                     last_id = rows[-1].model.id
                 await self.after_page()
@@ -223,8 +231,9 @@ class _Pass:
             if rest is None or (stop is not None and stop.is_set()):
                 return
             q = Query(filters=(between("date_upd", rest.low, rest.high),), sort=tuple(CHANGE_ORDER))
+            read_at = p.read_started()
             rows = await first_page(p._client, Order, q, p._page_size)
-            await self.write(rows)
+            await self.write(rows, read_at)
             await self.after_page()
             if len(rows) < p._page_size:
                 return
@@ -232,7 +241,9 @@ class _Pass:
             assert last.date_upd is not None  # inside a BETWEEN window, so a real date
             cursor, last_id = last.date_upd, last.id
 
-    async def write(self, rows: list[Fetched[Order]]) -> None:
+    async def write(self, rows: list[Fetched[Order]], read_at: float | None = None) -> None:
+        """Write the bundles of the new versions among ``rows`` (read by a page read that started at
+        ``read_at``, wall clock: notifications received before it need no read of their own)."""
         p = self.p
         new: list[Fetched[Order]] = []
         for fetched in rows:
@@ -288,6 +299,9 @@ class _Pass:
             self.inflight_set.add(version)
             self.written += 1
             MESSAGES.labels(STAGE, p._topic, "ok").inc()
+        if p._fresh is not None and read_at is not None:
+            # Only the versions written now: a duplicate's bundle was read before this page.
+            p._fresh.record("orders", [fetched.model.id for fetched in new], read_at)
 
     def _on_delivery(self, ticket: int) -> Callable[[Delivery], None]:
         tracker = self.tracker

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from connectors.prestashop.client import PrestaShopClient
+from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.notifications import NotificationReader
 from ingest.prestashop_poller.orders import STAGE, OrdersPoller
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE
@@ -93,10 +94,12 @@ class PollerService:
             store = WatermarkStore(settings.kafka, producer, f"{poller.topic_prefix}{WATERMARK_TOPIC}")
             if not await self._retrying("load watermarks", lambda: asyncio.to_thread(store.load), stop):
                 return
+            fresh = FreshReads()
             orders = OrdersPoller(
                 client,
                 producer,
                 store,
+                fresh=fresh,
                 settings=poller,
                 shop_id=shop.shop_id,
                 page_size=shop.page_size,
@@ -143,7 +146,12 @@ class PollerService:
             reader: NotificationReader | None = None
             if poller.notifications:
                 reader = NotificationReader(
-                    settings, client, producer, poll_run_id=self.poll_run_id, loop=asyncio.get_running_loop()
+                    settings,
+                    client,
+                    producer,
+                    poll_run_id=self.poll_run_id,
+                    loop=asyncio.get_running_loop(),
+                    fresh=fresh,
                 )
                 loops.append(reader.run_until(stop))
             await asyncio.gather(*loops)
