@@ -6,8 +6,8 @@ invoice (invoice number CINO and year INYR, customer, currency, payment date, th
 transaction id as check number CKNO), ``ControlBatch`` posts it, which lowers the invoice's remaining
 amount (RAFC, read back with OIS350MI LstAllInvByCO). It is the closest documented transaction to
 "apply this payment to that invoice"; infor.md names no payment transaction at all. Applying is
-idempotent because the batch number is the payment's own identity (:func:`payment_batch_id`): a
-repeated attempt finds its batch and lines and leaves them, and a posted batch is never posted twice.
+idempotent because the batch number is the payment's own identity and round (:func:`payment_batch_id`):
+a repeated attempt finds its batch and lines and leaves them, and a posted batch is never posted twice.
 
 Two sinks, because a sink reads one record type and either fact may come first:
 
@@ -19,11 +19,25 @@ Two sinks, because a sink reads one record type and either fact may come first:
 
 Waiting durably, simply: the payment's progress is a small JSON record on the compacted
 ``state.erp-links`` topic, key ``payment:{order_key}:{payment_id}`` (:class:`PaymentProgress`), read back
-by :class:`LinksAndPayments`. ``waiting`` parks it; ``applying`` records the batch and its allocations
-*before* posting (so a retry after a crash posts exactly the same lines, not ones recomputed from
-balances the first attempt already lowered); ``applied`` after. The payment sink re-checks M3 once
-right after parking, and the invoice sink reads the topic to its end before looking: whichever runs
-second sees the other's fact, and if both apply, the shared batch number makes it happen once.
+by :class:`LinksAndPayments`. ``waiting`` parks it; ``applying`` records the round's batch and its
+allocations *before* posting (so a retry after a crash posts exactly the same lines, not ones
+recomputed from balances the first attempt already lowered); after posting, ``applied`` when nothing of
+the payment is left, else ``partly_applied``. The payment sink re-checks M3 once right after parking,
+and the invoice sink reads the topic to its end before looking: whichever runs second sees the other's
+fact, and if both apply, the shared batch number makes it happen once.
+
+**A payment larger than what the order's invoices have open keeps its remainder** (a card order paid
+in full at checkout and delivered in parts gets one M3 invoice per delivery): each application is a
+*round* with its own batch, round 0 for the first, and the record says what the rounds posted so far
+(``posted``); ``partly_applied`` stays parked, and when the order's next invoice arrives the invoice
+sink applies the remainder to the open invoices, oldest first, in the next round's batch. Only when
+nothing is left is the payment ``applied``. What no invoice of the order ever opens (an overpayment)
+stays parked for good, logged at warning when the first round leaves it: it is never forced onto an
+invoice, and whether more invoices will come is not knowable here (M3 may still invoice a backorder).
+Batch numbers stay deterministic per (payment, round); the layout and its limits are at
+:func:`payment_batch_id`. One residual race is accepted: two workers planning the *same* round of one
+payment from balances read on either side of an invoice being created (both first read the topic to
+its end, so each normally sees the other's ``applying`` and posts that instead).
 
 **Echoes of the pipeline's own paid states are never applied.** When a PrestaShop sink posts a state
 flagged ``paid`` (e.g. "Shipped" for a bank-wire order M3 shipped), the shop records a payment for the
@@ -97,7 +111,13 @@ ECHO_WAIT_S = 5.0
 ECHO_POLL_S = 0.2
 
 _BATCH_SHOP_FACTOR = 10**10
-"""Payment batch numbers are shop id x 10^10 + the shop's payment id: unique, and within PBID's N15."""
+_BATCH_ROUND_FACTOR = 10**9
+MAX_SHOP_ID = 10**5 - 1
+"""The largest shop id a batch number holds (the five leading digits of PBID's N15)."""
+MAX_PAYMENT_ID = 10**9 - 1
+"""The largest shop payment id a batch number holds (its nine trailing digits)."""
+PAYMENT_ROUNDS = 10
+"""How many batches (rounds) one payment may be applied in: the one digit between shop and payment id."""
 
 
 # --------------------------------------------------------------------------------- the progress
@@ -118,11 +138,24 @@ class PaymentProgress:
     correlation_id: str
     shop_id: str
     status: str = "waiting"
-    """``waiting`` (no open invoice yet, or its origin not known yet), ``applying`` (batch and
-    allocations fixed), ``applied``, ``echo`` (the shop's answer to a paid state the pipeline posted:
-    never applied)."""
+    """``waiting`` (nothing posted: no open invoice yet, or its origin not known yet), ``applying``
+    (this round's batch and allocations fixed, not known to be posted), ``partly_applied`` (rounds up
+    to ``round_number`` posted, some of the amount left: parked for the order's next invoices),
+    ``applied`` (nothing left), ``echo`` (the shop's answer to a paid state the pipeline posted: never
+    applied)."""
     allocations: tuple[PaymentAllocation, ...] = ()
+    """The allocations of round ``round_number`` (the one being posted, or the last one posted)."""
     erp_order_number: str = ""
+    round_number: int = 0
+    """The round ``batch_id`` and ``allocations`` belong to (0: the first batch)."""
+    posted: Decimal = Decimal(0)
+    """What the rounds posted so far add up to: for ``applying`` the rounds before this one, for
+    ``partly_applied`` and ``applied`` every round up to and including this one."""
+
+    @property
+    def unposted(self) -> Decimal:
+        """What no posted round has allocated yet (for ``applying``: including this round's lines)."""
+        return self.amount - self.posted
 
     @property
     def key(self) -> bytes:
@@ -133,6 +166,7 @@ class PaymentProgress:
         """The record's value (UTF-8 JSON; amounts as strings, never floats)."""
         value = asdict(self)
         value["amount"] = str(self.amount)
+        value["posted"] = str(self.posted)
         value["paid_on"] = self.paid_on.isoformat()
         value["allocations"] = [
             {"invoice_id": a.invoice_id, "year": a.year, "amount": str(a.amount)} for a in self.allocations
@@ -161,6 +195,9 @@ class PaymentProgress:
                     for a in data.get("allocations") or []
                 ),
                 erp_order_number=str(data.get("erp_order_number") or ""),
+                # Records written before rounds existed are round 0 with nothing posted before it.
+                round_number=int(data.get("round_number") or 0),
+                posted=Decimal(str(data.get("posted") or "0")),
             )
         except (ValueError, TypeError, KeyError, ArithmeticError):
             return None
@@ -267,19 +304,37 @@ class StoredPaymentState:
 # --------------------------------------------------------------------------------- pure mapping
 
 
-def payment_batch_id(shop_id: str, payment_id: str) -> int:
-    """The ARS040MI batch number (PBID) of a shop payment: shop id x 10^10 + the shop's payment id.
+def payment_batch_id(shop_id: str, payment_id: str, round_number: int = 0) -> int:
+    """The ARS040MI batch number (PBID, numeric 15) of round ``round_number`` of a shop payment.
 
-    Unique per payment and the same on every attempt. Raises InvalidMessage when either id is not a
-    number or the payment id has more than 10 digits.
+    Layout ``SSSSS R PPPPPPPPP``: shop id x 10^10 + round x 10^9 + the shop's payment id, so round 0
+    is the number batches had before rounds existed (shop id x 10^10 + payment id) and every
+    (shop, payment, round) has its own number, the same on every attempt. Limits: shop id up to
+    :data:`MAX_SHOP_ID`, payment id up to :data:`MAX_PAYMENT_ID` (PrestaShop's order payment ids are
+    far below), rounds 0 to :data:`PAYMENT_ROUNDS` - 1. Raises InvalidMessage ``payment_id_not_numeric``
+    when an id is not a number or does not fit, ``payment_rounds_exhausted`` for a round beyond.
     """
-    if not shop_id.isdigit() or not payment_id.isdigit() or len(payment_id.lstrip("0")) > 10:
+    if (
+        not shop_id.isdigit()
+        or not payment_id.isdigit()
+        or int(shop_id) > MAX_SHOP_ID
+        or int(payment_id) > MAX_PAYMENT_ID
+    ):
         raise InvalidMessage(
             "payment_id_not_numeric",
-            f"payment {shop_id}/{payment_id}: a batch number needs a numeric shop id and payment id",
+            f"payment {shop_id}/{payment_id}: a batch number needs a numeric shop id up to {MAX_SHOP_ID}"
+            f" and payment id up to {MAX_PAYMENT_ID}",
             field_path="meta.source_id",
         )
-    return int(shop_id) * _BATCH_SHOP_FACTOR + int(payment_id)
+    if not 0 <= round_number < PAYMENT_ROUNDS:
+        raise InvalidMessage(
+            "payment_rounds_exhausted",
+            f"payment {shop_id}/{payment_id}: round {round_number} has no batch number; a payment is"
+            f" applied in at most {PAYMENT_ROUNDS} batches, the rest is left to M3's people",
+            field_path="amount.amount",
+            details={"payment_id": payment_id, "round": str(round_number)},
+        )
+    return int(shop_id) * _BATCH_SHOP_FACTOR + round_number * _BATCH_ROUND_FACTOR + int(payment_id)
 
 
 def to_payment_progress(datum: AvroDatum, context_correlation_id: str = "") -> PaymentProgress | Skip:
@@ -320,7 +375,7 @@ def to_payment_progress(datum: AvroDatum, context_correlation_id: str = "") -> P
 
 def allocate(amount: Decimal, balances: Sequence[InvoiceBalance]) -> tuple[PaymentAllocation, ...]:
     """``amount`` spread over the invoices' open amounts, oldest invoice first; what no invoice has open
-    stays unallocated (an overpayment is left for M3's people, never forced onto an invoice)."""
+    stays unallocated (it waits for the order's next invoices, never forced onto an invoice)."""
     allocations: list[PaymentAllocation] = []
     left = amount
     for balance in balances:
@@ -331,6 +386,50 @@ def allocate(amount: Decimal, balances: Sequence[InvoiceBalance]) -> tuple[Payme
             allocations.append(PaymentAllocation(balance.invoice_id, balance.year, share))
             left -= share
     return tuple(allocations)
+
+
+def next_round(
+    progress: PaymentProgress, balances: Sequence[InvoiceBalance], erp_order_number: str
+) -> PaymentProgress | None:
+    """The ``applying`` record of the payment's next round over ``balances``; None when nothing of it
+    can be allocated now (no invoice open, or nothing left).
+
+    The next round of a ``partly_applied`` payment follows its last one; any other payment starts
+    with round 0. Raises InvalidMessage ``currency_mismatch`` when an invoice is in another currency,
+    ``payment_rounds_exhausted`` when the round has no batch number (:func:`payment_batch_id`).
+    """
+    for balance in balances:
+        if balance.currency and balance.currency != progress.currency:
+            raise InvalidMessage(
+                "currency_mismatch",
+                f"payment in {progress.currency}, invoice {balance.invoice_id} in {balance.currency}",
+                field_path="amount.currency",
+                details={"invoice": balance.invoice_id, "invoice_currency": balance.currency},
+            )
+    allocations = allocate(progress.unposted, balances) if progress.unposted > 0 else ()
+    if not allocations:
+        return None
+    continues = progress.status == "partly_applied"
+    round_number = progress.round_number + 1 if continues else 0
+    return replace(
+        progress,
+        status="applying",
+        round_number=round_number,
+        batch_id=payment_batch_id(
+            progress.shop_id or progress.order_key.partition(":")[0], progress.payment_id, round_number
+        ),
+        allocations=allocations,
+        posted=progress.posted if continues else Decimal(0),
+        erp_order_number=erp_order_number,
+    )
+
+
+def round_posted(applying: PaymentProgress) -> PaymentProgress:
+    """The record after ``applying``'s batch was posted: ``applied`` when nothing of the payment is left,
+    else ``partly_applied`` (parked for the order's next invoices)."""
+    posted = applying.posted + sum((a.amount for a in applying.allocations), Decimal(0))
+    status = "applied" if posted >= applying.amount else "partly_applied"
+    return replace(applying, status=status, posted=posted)
 
 
 def payment_status(balances: Sequence[InvoiceBalance]) -> str:
@@ -408,11 +507,13 @@ class PaymentReconciler:
         self._clock = clock
 
     async def settle(self, payment: PaymentProgress, *, park: bool, erp_order_number: str = "") -> Applied:
-        """Apply ``payment`` if its order has an open invoice; else park it (when ``park``) and wait.
+        """Apply what is left of ``payment`` if its order has an open invoice; else park it (when
+        ``park``) and wait.
 
         ``erp_order_number`` (an invoice names it) is used when the order's link is not known yet.
-        Outcomes: ``written`` (applied now), ``unchanged`` (applied before), ``waiting`` (parked),
-        ``echo`` (the shop's answer to a paid state the pipeline posted: never applied).
+        Outcomes: ``written`` (a round posted now), ``unchanged`` (applied before), ``waiting`` (parked,
+        a remainder included), ``echo`` (the shop's answer to a paid state the pipeline posted: never
+        applied).
         """
         known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
         if known is not None and known.status == "applied":
@@ -420,7 +521,7 @@ class PaymentReconciler:
         if known is not None and known.status == "echo":
             return Applied("echo", {"payment_id": payment.payment_id})
         if known is not None and known.status == "applying":
-            return await self._apply(known)
+            return await self._rounds(known)
         origin = await self._origin(payment)
         if origin is PaymentOrigin.ECHO:
             log.info(
@@ -434,15 +535,25 @@ class PaymentReconciler:
             if park and known is None:
                 await self._write(payment)
             return Applied("waiting", {"why": "paid_state_open"})
-        planned = await self._plan(payment, erp_order_number)
+        # Judging the origin read the topic to its end: a round another worker fixed or finished since
+        # ``known`` was read is seen now, and is finished (or skipped), not planned a second time.
+        known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
+        if known is not None and known.status == "applied":
+            return Applied("unchanged", {"payment_batch": str(known.batch_id)})
+        if known is not None and known.status == "applying":
+            return await self._rounds(known)
+        base = known if known is not None and known.status == "partly_applied" else payment
+        planned = await self._plan(base, erp_order_number)
         if planned is None and park:
             if known is None:
                 await self._write(payment)
-            planned = await self._plan(payment, erp_order_number)  # an invoice that came meanwhile
+            planned = await self._plan(base, erp_order_number)  # an invoice that came meanwhile
         if planned is None:
+            if base.status == "partly_applied":
+                return Applied("waiting", {"why": "no_open_invoice", "left": str(base.unposted)})
             return Applied("waiting", {"why": "no_open_invoice"})
         await self._write(planned)
-        return await self._apply(planned)
+        return await self._rounds(planned)
 
     async def _origin(self, payment: PaymentProgress) -> PaymentOrigin:
         """The payment's origin by its order's paid-state marks; an open mark is waited for (bounded)."""
@@ -460,26 +571,24 @@ class PaymentReconciler:
         if not orno:
             return None
         balances = await self._m3.invoice_balances(ErpOrderRef(orno))
-        for balance in balances:
-            if balance.currency and balance.currency != payment.currency:
-                raise InvalidMessage(
-                    "currency_mismatch",
-                    f"payment in {payment.currency}, invoice {balance.invoice_id} in {balance.currency}",
-                    field_path="amount.currency",
-                    details={"invoice": balance.invoice_id, "invoice_currency": balance.currency},
-                )
-        allocations = allocate(payment.amount, balances)
-        if not allocations:
-            return None
-        unallocated = payment.amount - sum((a.amount for a in allocations), Decimal(0))
-        if unallocated:
-            log.warning(
-                "payment exceeds what the order's invoices have open; the rest is not applied",
-                extra={"order_key": payment.order_key, "unallocated": str(unallocated)},
-            )
-        return replace(payment, status="applying", allocations=allocations, erp_order_number=orno)
+        return next_round(payment, balances, orno)
 
-    async def _apply(self, planned: PaymentProgress) -> Applied:
+    async def _rounds(self, planned: PaymentProgress) -> Applied:
+        """Post ``planned`` (an ``applying`` record already written), then, while something is left and
+        an invoice of the order is open (one that came while an earlier round was being posted), the
+        next rounds; the outcome of the last round, ``written`` when any round was posted now."""
+        applied, progress, after = await self._apply(planned)
+        any_written = applied.outcome == "written"
+        while progress.status == "partly_applied":
+            following = next_round(progress, after, progress.erp_order_number)
+            if following is None:
+                break
+            await self._write(following)
+            applied, progress, after = await self._apply(following)
+            any_written = any_written or applied.outcome == "written"
+        return Applied("written" if any_written else "unchanged", applied.facts)
+
+    async def _apply(self, planned: PaymentProgress) -> tuple[Applied, PaymentProgress, list[InvoiceBalance]]:
         ref = ErpOrderRef(planned.erp_order_number)
         balances = await self._m3.invoice_balances(ref)
         customer = next(
@@ -501,9 +610,21 @@ class PaymentReconciler:
         status = payment_status(after)
         datum = payment_status_change(planned, status, after, changed_at=self._clock())
         await self._statuses.emit(datum)
-        await self._write(replace(planned, status="applied"))
+        done = round_posted(planned)
+        if done.status == "partly_applied":
+            facts = {"order_key": done.order_key, "payment_id": done.payment_id, "left": str(done.unposted)}
+            if planned.round_number == 0:
+                log.warning(
+                    "payment exceeds what the order's invoices have open; the rest waits for later invoices",
+                    extra=facts,
+                )
+            else:
+                log.info("payment's remainder applied to a later invoice; some is still left", extra=facts)
+        await self._write(done)
         facts = {"payment_batch": str(planned.batch_id), "payment_status": status}
-        return Applied("written" if posted else "unchanged", facts)
+        if done.status == "partly_applied":
+            facts["left"] = str(done.unposted)
+        return Applied("written" if posted else "unchanged", facts), done, after
 
     async def _write(self, progress: PaymentProgress) -> None:
         headers = (("correlation_id", progress.correlation_id.encode()),) if progress.correlation_id else ()

@@ -38,9 +38,11 @@ from sinks.infor_payments import (
     PaymentProgress,
     PaymentReconciler,
     allocate,
+    next_round,
     payment_batch_id,
     payment_status,
     payment_status_change,
+    round_posted,
     to_payment_progress,
 )
 from sinks.prestashop_target import PaidStateMark
@@ -139,12 +141,27 @@ def test_payments_not_recorded_by_the_shop_and_zero_amounts_are_skipped_refunds_
     assert (caught.value.reason, caught.value.field_path) == ("refund_not_supported", "amount.amount")
 
 
-def test_batch_numbers_need_numeric_ids() -> None:
+def test_batch_numbers_need_numeric_ids_that_fit() -> None:
     assert payment_batch_id("12", "0000000042") == 120000000042
-    with pytest.raises(InvalidMessage):
-        payment_batch_id("1", "pay-42")
-    with pytest.raises(InvalidMessage):
-        payment_batch_id("1", "12345678901")
+    for shop, payment in (("1", "pay-42"), ("1", "12345678901"), ("1", "1000000000"), ("100000", "1")):
+        with pytest.raises(InvalidMessage) as caught:
+            payment_batch_id(shop, payment)
+        assert caught.value.reason == "payment_id_not_numeric"
+
+
+def test_each_round_of_a_payment_has_its_own_batch_number_and_round_0_keeps_the_old_one() -> None:
+    assert payment_batch_id("1", "877", 0) == payment_batch_id("1", "877") == 1 * 10**10 + 877
+    assert payment_batch_id("1", "877", 1) == 11000000877
+    assert payment_batch_id("3", "999999999", 9) == 39999999999
+    assert payment_batch_id("99999", "999999999", 9) == 10**15 - 1  # PBID is numeric 15
+    ids = [(shop, pay, r) for shop in ("1", "2") for pay in ("1", "10", "999999999") for r in range(10)]
+    assert len({payment_batch_id(*id_) for id_ in ids}) == len(ids) == 60
+    with pytest.raises(InvalidMessage) as caught:
+        payment_batch_id("1", "877", 10)
+    assert (caught.value.reason, caught.value.details) == (
+        "payment_rounds_exhausted",
+        {"payment_id": "877", "round": "10"},
+    )
 
 
 def _balance(invoice: str, open_amount: str, gross: str = "100") -> InvoiceBalance:
@@ -160,6 +177,66 @@ def test_a_payment_covers_the_oldest_open_invoices_first_and_never_more_than_is_
     )
     assert sum(a.amount for a in allocate(Decimal(500), balances)) == Decimal(80)
     assert allocate(Decimal(10), [_balance("1", "0")]) == ()
+
+
+def _waiting(amount: str) -> PaymentProgress:
+    progress = to_payment_progress(card_payment(amount))
+    assert isinstance(progress, PaymentProgress)
+    return progress
+
+
+def _allocation(invoice: str, amount: str) -> PaymentAllocation:
+    return PaymentAllocation(invoice, "2024", Decimal(amount))
+
+
+def test_a_payment_larger_than_what_is_open_is_applied_in_rounds_until_nothing_is_left() -> None:
+    waiting = _waiting("100.00")
+
+    first = next_round(waiting, [_balance("1", "60")], "1000012345")
+    assert first is not None
+    assert (first.status, first.round_number, first.batch_id, first.posted) == (
+        "applying",
+        0,
+        10000000877,
+        Decimal(0),
+    )
+    assert (first.allocations, first.erp_order_number) == ((_allocation("1", "60"),), "1000012345")
+    after_first = round_posted(first)
+    assert (after_first.status, after_first.posted, after_first.unposted) == (
+        "partly_applied",
+        Decimal(60),
+        Decimal(40),
+    )
+    # Nothing open (the first invoice is paid, the second not issued yet): the remainder waits.
+    assert next_round(after_first, [_balance("1", "0")], "1000012345") is None
+
+    second = next_round(after_first, [_balance("1", "0"), _balance("2", "30")], "1000012345")
+    assert second is not None
+    assert (second.round_number, second.batch_id, second.posted) == (1, 11000000877, Decimal(60))
+    assert second.allocations == (_allocation("2", "30"),)
+    after_second = round_posted(second)
+    assert (after_second.status, after_second.unposted) == ("partly_applied", Decimal(10))
+
+    third = next_round(after_second, [_balance("1", "0"), _balance("2", "0"), _balance("3", "50")], "")
+    assert third is not None
+    assert (third.round_number, third.batch_id) == (2, 12000000877)
+    assert third.allocations == (_allocation("3", "10"),)  # only what is left, the rest stays open
+    done = round_posted(third)
+    assert (done.status, done.posted, done.unposted) == ("applied", Decimal(100), Decimal(0))
+    assert next_round(done, [_balance("3", "40")], "") is None
+
+
+def test_a_round_beyond_the_last_batch_number_is_refused_and_a_foreign_currency_is_invalid() -> None:
+    last = replace(_waiting("100.00"), status="partly_applied", round_number=9, posted=Decimal(90))
+
+    with pytest.raises(InvalidMessage) as exhausted:
+        next_round(last, [_balance("4", "50")], "1")
+    assert exhausted.value.reason == "payment_rounds_exhausted"
+    assert next_round(last, [_balance("4", "0")], "1") is None  # nothing to post: nothing refused
+    usd = InvoiceBalance("4", "2024", "PS000318", "USD", Decimal(50), Decimal(50))
+    with pytest.raises(InvalidMessage) as foreign:
+        next_round(_waiting("10"), [usd], "1")
+    assert foreign.value.reason == "currency_mismatch"
 
 
 def test_the_order_is_paid_when_no_invoice_has_anything_open() -> None:
@@ -181,12 +258,31 @@ def test_progress_records_survive_the_topic_and_the_index_tracks_what_is_unsettl
     )
 
     assert PaymentProgress.from_json(applying.to_json()) == applying
+    partly = replace(applying, status="partly_applied", round_number=3, posted=Decimal("40.10"))
+    assert PaymentProgress.from_json(partly.to_json()) == partly
     assert index.unsettled("1:1042") == [applying]
     assert index.order_link("1:1042") == OrderLink("1:1042", "100", "R", "1")
+    index.apply(applying.key, partly.to_json())
+    assert index.unsettled("1:1042") == [partly]  # a remainder stays parked
     index.apply(applying.key, replace(applying, status="applied").to_json())
     assert index.unsettled("1:1042") == []
     index.apply(applying.key, None)
     assert index.payment("1:1042", "877") is None
+
+
+def test_a_record_written_before_rounds_existed_reads_as_round_0_with_nothing_posted() -> None:
+    legacy = (
+        b'{"allocations":[{"amount":"65.88","invoice_id":"700123","year":"2024"}],"amount":"65.88",'
+        b'"batch_id":10000000877,"correlation_id":"c","currency":"EUR","erp_order_number":"1",'
+        b'"event_id":"e","order_key":"1:1042","paid_on":"2024-05-02","payment_id":"877",'
+        b'"reference":"","shop_id":"1","status":"applying"}'
+    )
+
+    progress = PaymentProgress.from_json(legacy)
+
+    assert progress is not None
+    assert (progress.round_number, progress.posted, progress.unposted) == (0, Decimal(0), Decimal("65.88"))
+    assert round_posted(progress).status == "applied"
 
 
 def test_the_emitted_status_is_a_valid_order_status_change_stating_only_payment() -> None:
