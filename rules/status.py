@@ -298,6 +298,11 @@ class StatusRules:
 
     # --- canonical → PrestaShop ------------------------------------------------------------------------
 
+    def writes_back(self, desired: OrderStatus) -> bool:
+        """Whether any write-back rule's ``when`` holds for ``desired``: if none does, no shop state can
+        ever be written for it, whatever the order's current state (so it needs no read of the order)."""
+        return any(_when_holds(rule.when, desired) for rule in self._rules.prestashop.writeback)
+
     def prestashop_target(self, desired: OrderStatus, current_state: int, states: ShopStates) -> int | None:
         """The shop state to write so its order reflects ``desired``, or None when no write is needed.
 

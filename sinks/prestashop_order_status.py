@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from rules.canonical_status import OrderStatus
+from rules.status import StatusRules
 from schemas.codec import AvroDatum
 from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.prestashop_target import (
@@ -59,15 +60,23 @@ class StatusChange:
     desired: OrderStatus
 
 
-def to_status_change(datum: AvroDatum, *, shop_id: int) -> StatusChange | Skip:
-    """The change for this shop's order, or Skip (``echo``, ``not_ours``); InvalidMessage for a bad key."""
+def to_status_change(
+    datum: AvroDatum, *, shop_id: int, status_rules: StatusRules | None = None
+) -> StatusChange | Skip:
+    """The change for this shop's order, or Skip (``echo``, ``not_ours``; with ``status_rules``,
+    ``no_state`` when no write-back rule holds for it); InvalidMessage for a bad key."""
     if is_from_shop(datum):
         return Skip("echo")
     order_key = str(datum["order_key"])
     id_order = order_id_of(order_key, shop_id)
     if id_order is None:
         return Skip("not_ours")
-    return StatusChange(order_key, id_order, desired_status(datum))
+    desired = desired_status(datum)
+    if status_rules is not None and not status_rules.writes_back(desired):
+        # Most of M3's steps (allocated, picking, ...) name no shop state: no need to read the order
+        # (the shop's webservice key is shared by every PrestaShop sink and paced).
+        return Skip("no_state")
+    return StatusChange(order_key, id_order, desired)
 
 
 class OrderStatusSink:
@@ -85,7 +94,7 @@ class OrderStatusSink:
 
     def decode(self, datum: AvroDatum, context: SinkContext) -> StatusChange | Skip:
         """See :func:`to_status_change`."""
-        return to_status_change(datum, shop_id=self._shop_id)
+        return to_status_change(datum, shop_id=self._shop_id, status_rules=self._writer.status_rules)
 
     async def apply(self, model: StatusChange, context: SinkContext) -> Applied:
         """Post the forward state, or nothing; ``written`` only when an order_histories row was added."""

@@ -562,6 +562,11 @@ class OrderStateWriter:
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
+    @property
+    def status_rules(self) -> StatusRules:
+        """The rules' status section the writer plans with."""
+        return self._rules.status
+
     async def states_knowing(self, id_state: int) -> ShopStates:
         """The shop's states, reloaded when ``id_state`` is new to them (a state the merchant just added)."""
         async with self._lock:

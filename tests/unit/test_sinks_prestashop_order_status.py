@@ -99,6 +99,27 @@ def test_decode_keeps_this_shops_erp_changes_and_skips_echoes_and_other_shops() 
     assert (caught.value.reason, caught.value.field_path) == ("invalid_order_key", "order_key")
 
 
+@pytest.mark.parametrize(
+    ("fulfillment", "payment", "lifecycle", "kept"),
+    [
+        ("ALLOCATED", "UNKNOWN", "OPEN", False),  # M3's steps before delivery name no shop state
+        ("PICKING", "UNKNOWN", "OPEN", False),
+        ("UNFULFILLED", "UNKNOWN", "OPEN", False),
+        ("SHIPPED", "UNKNOWN", "OPEN", True),
+        ("UNKNOWN", "PAID", "UNKNOWN", True),
+        ("UNFULFILLED", "UNKNOWN", "CANCELLED", True),
+    ],
+)
+def test_decode_skips_a_status_no_write_back_rule_names_without_reading_the_order(
+    fulfillment: str, payment: str, lifecycle: str, kept: bool
+) -> None:
+    change = _change(17, payment_status=payment, fulfillment_status=fulfillment, lifecycle=lifecycle)
+    decoded = to_status_change(change, shop_id=1, status_rules=rules().status)
+    assert isinstance(decoded, StatusChange) is kept
+    if not kept:
+        assert decoded == Skip("no_state")
+
+
 def test_decode_keeps_shipped_and_a_payment_only_change_from_the_pipeline() -> None:
     # This sink is the one writer of order states: M3's SHIPPED (status 66) is posted here, and so is
     # the PAID the payment sinks conclude and emit with only the payment dimension stated.
