@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-from connectors.prestashop.client import PrestaShopClient
+from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.models import StockAvailable
 from connectors.prestashop.query import Query, equals
 from pipeline.errors import ConfigError, InvalidMessage
@@ -153,24 +153,23 @@ class InventorySink:
             id_product_attribute=unit.id_product_attribute,
             quantity=model.quantity,
         )
-        if row.quantity == model.quantity:
+        if row.model.quantity == model.quantity:
             return Applied("unchanged", summary)
-        await self._client.set_stock(
-            unit.id_product, unit.id_product_attribute, model.quantity, id_shop=row.id_shop
-        )
-        return Applied("written", {**summary, **facts(previous=int(row.quantity))})
+        # The row just read is written back (the webservice's PUT takes the whole record): one read and
+        # one write per level, the shop's webservice key being shared by every PrestaShop sink.
+        await self._client.set_stock_of(row, model.quantity)
+        return Applied("written", {**summary, **facts(previous=int(row.model.quantity))})
 
-    async def _row(self, unit: SellableUnit) -> StockAvailable | None:
-        rows = await self._client.list_all(
-            StockAvailable,
-            Query(
-                filters=(
-                    equals("id_product", unit.id_product),
-                    equals("id_product_attribute", unit.id_product_attribute),
-                )
-            ),
+    async def _row(self, unit: SellableUnit) -> Fetched[StockAvailable] | None:
+        query = Query(
+            filters=(
+                equals("id_product", unit.id_product),
+                equals("id_product_attribute", unit.id_product_attribute),
+            )
         )
-        return stock_row_for_shop(rows, self._shop_id, unit)
+        rows = [row async for row in self._client.iterate_fetched(StockAvailable, query)]
+        chosen = stock_row_for_shop([row.model for row in rows], self._shop_id, unit)
+        return None if chosen is None else next(row for row in rows if row.model is chosen)
 
 
 @asynccontextmanager

@@ -389,7 +389,12 @@ class PrestaShopClient:
                 f"{len(rows)} stock rows match (multistore): give id_shop",
                 details=where,
             )
-        row = rows[0]
+        return await self.set_stock_of(rows[0], quantity)
+
+    async def set_stock_of(self, row: Fetched[StockAvailable], quantity: int) -> StockAvailable:
+        """Set the quantity of a stock row the caller already read (``iterate_fetched``): its record is
+        written back whole with the new quantity, without reading it again; nothing is written when it
+        already holds ``quantity``."""
         if row.model.quantity == quantity:
             return row.model
         return await self._update(StockAvailable, row.model.id, {"quantity": quantity}, row.record, [])

@@ -27,6 +27,7 @@ from tests.unit.test_sinks_prestashop_support import (
     SHOP_ID,
     VERSIONS,
     Admin,
+    Wire,
     admin,
     context,
     datum,
@@ -184,6 +185,24 @@ async def test_the_newest_level_is_written_once_per_unit(shop: SandboxServer) ->
             assert await _stock(a, id_product, id_attribute) == model.quantity
         assert await _stock(a, int(simple["id"]), 0) == 500
         assert await _stock(a, int(combination["id_product"]), combination["id"]) == 42
+
+
+async def test_a_stock_write_reads_the_row_once_and_writes_it_once(shop: SandboxServer) -> None:
+    wire = Wire()
+    async with admin(shop) as a, sink_client(shop, wire) as client:
+        simple, _ = await _units(a)
+        catalogue = ShopCatalogue(client)
+        await catalogue.unit(
+            str(simple["reference"])
+        )  # the catalogue is read once per process, not per write
+        sink = InventorySink(client, catalogue, rules(), shop_id=SHOP_ID)
+        model = sink.decode(_level(simple["reference"], on_hand="321"), context())
+        assert isinstance(model, StockLevel)
+        wire.calls.clear()
+        assert (await sink.apply(model, context())).outcome == "written"
+    stock_calls = [(method, path) for method, path in wire.calls if "stock_availables" in path]
+    # PUT of the whole record on PrestaShop 8, PATCH on 9.
+    assert [method for method, _ in stock_calls] in (["GET", "PUT"], ["GET", "PATCH"]), wire.calls
 
 
 async def test_an_erp_sku_written_in_capitals_finds_the_shop_reference(shop: SandboxServer) -> None:
