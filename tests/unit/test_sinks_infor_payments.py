@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from fastavro import schemaless_reader, schemaless_writer
 
-from connectors.infor.adapter import InvoiceBalance, PaymentAllocation
+from connectors.infor.adapter import CustomerPayment, ErpOrderRef, InvoiceBalance, PaymentAllocation
 from connectors.infor.ionapi import IonApiCredentials
 from pipeline.errors import InvalidMessage
 from processors.erp_links import OrderLink
@@ -37,6 +38,7 @@ from sinks.infor_payments import (
     LinksAndPayments,
     PaymentProgress,
     PaymentReconciler,
+    Receivables,
     allocate,
     next_round,
     payment_batch_id,
@@ -616,3 +618,218 @@ def test_a_payment_that_was_there_before_an_open_paid_state_write_is_applied_wit
 
     assert applied == Applied("written", {"payment_batch": "10000000877", "payment_status": "PAID"})
     assert open_amount(admin, invoice["IVNO"]) == "0.00"
+
+
+# -- a payment larger than what the order's invoices have open: rounds ---------------------------------
+
+
+def first_delivery(admin: httpx.Client, orno: str) -> dict[str, str]:
+    """Deliver and invoice only the first line: the second line's item has no stock (a backorder)."""
+    admin.put("/balances/001/SKU-2002", json={"stqt": 0}).raise_for_status()
+    return invoice_everything(admin, orno)
+
+
+def second_delivery(admin: httpx.Client, orno: str) -> dict[str, str]:
+    """Stock arrives for the backordered line: it is delivered and invoiced on its own invoice."""
+    admin.put("/balances/001/SKU-2002", json={"stqt": 100}).raise_for_status()
+    admin.post("/warehouse/step", json={"times": 4}).raise_for_status()
+    invoices = [i for i in admin.get("/invoices").json() if i["ORNO"] == orno]
+    assert len(invoices) == 2
+    second: dict[str, str] = invoices[1]
+    return second
+
+
+def gross(*invoices: dict[str, str]) -> Decimal:
+    return sum((Decimal(i["AMT1"]) for i in invoices), Decimal(0))
+
+
+def test_a_payment_of_the_whole_order_applied_to_its_first_invoice_pays_the_second_in_a_new_batch(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, list[Applied], list[dict[str, str]]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            orno = await scene.order()
+            first = first_delivery(admin, orno)
+            paid = await scene.pay(card_payment("65.88"))
+            second = second_delivery(admin, orno)
+            # The invoice sink of a restarted process: all it knows comes from the records written.
+            restarted = Scene(process)
+            process.producer.replay_into(restarted.state)
+            outcomes = [
+                paid,
+                await restarted.invoice_arrives(second["IVNO"]),
+                await restarted.invoice_arrives(second["IVNO"]),  # redelivered
+                await restarted.pay(card_payment("65.88")),  # the payment redelivered
+            ]
+            return scene, outcomes, [first, second]
+
+    scene, outcomes, (first, second) = run(scenario())
+
+    assert gross(first, second) == Decimal("65.88")  # one line with the shipping charge, one without
+    left = str(Decimal("65.88") - Decimal(first["AMT1"]))
+    assert outcomes == [
+        Applied("written", {"payment_batch": "10000000877", "payment_status": "PAID", "left": left}),
+        Applied("written", {"payments": "1", "payment_batch": "11000000877", "payment_status": "PAID"}),
+        Applied("no_payment_waiting"),
+        Applied("unchanged", {"payment_batch": "11000000877"}),
+    ]
+    assert (open_amount(admin, first["IVNO"]), open_amount(admin, second["IVNO"])) == ("0.00", "0.00")
+    batches = admin.get("/payment-batches").json()
+    assert [(b["PBID"], b["STAT"]) for b in batches] == [("10000000877", "90"), ("11000000877", "90")]
+    assert [[(line["CINO"], line["PYAM"]) for line in b["lines"]] for b in batches] == [
+        [(first["IVNO"], first["AMT1"])],
+        [(second["IVNO"], left)],
+    ]
+    assert scene.progress() == ["applying", "partly_applied", "applying", "applied"]
+    rounds = [v for k, v in scene.process.producer.links() if k.startswith("payment:")]
+    assert [(r["round_number"], r["posted"]) for r in rounds] == [
+        (0, "0"),
+        (0, first["AMT1"]),
+        (1, first["AMT1"]),
+        (1, "65.88"),
+    ]
+    assert [s["payment_status"] for s in scene.statuses()] == ["PAID", "PAID"]
+
+
+class CrashingM3:
+    """The M3 adapter of a process that dies (a bug, SIGKILL) in one payment batch: before posting it, or
+    right after M3 posted it and before anything else happened."""
+
+    def __init__(self, m3: Receivables, *, batch_id: int, after_post: bool) -> None:
+        self._m3 = m3
+        self._batch_id = batch_id
+        self._after_post = after_post
+
+    async def invoice_balances(self, ref: ErpOrderRef) -> list[InvoiceBalance]:
+        return await self._m3.invoice_balances(ref)
+
+    async def apply_customer_payment(self, payment: CustomerPayment, *, batch_type: str) -> bool:
+        if payment.batch_id != self._batch_id:
+            return await self._m3.apply_customer_payment(payment, batch_type=batch_type)
+        if self._after_post:
+            await self._m3.apply_customer_payment(payment, batch_type=batch_type)
+        raise ProcessDied(payment.batch_id)
+
+
+class ProcessDied(Exception):
+    """The simulated death of the sink process."""
+
+
+@pytest.mark.parametrize("after_post", [False, True], ids=["before-posting", "after-posting"])
+def test_a_crash_in_the_second_round_is_finished_by_the_restarted_process_with_the_recorded_lines(
+    admin: httpx.Client, credentials: IonApiCredentials, after_post: bool
+) -> None:
+    async def scenario() -> tuple[Scene, Applied, list[dict[str, str]], dict[str, Any]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            scene.reconciler = PaymentReconciler(
+                CrashingM3(process.adapter, batch_id=11000000877, after_post=after_post),
+                scene.state,
+                process.producer,
+                encode,
+                links_topic=LINKS_TOPIC,
+                status_topic=STATUS_TOPIC,
+                clock=lambda: NOW,
+            )
+            scene.payments = InforPaymentsSink(scene.reconciler)
+            scene.invoices = InforInvoicePaymentsSink(scene.reconciler, scene.state)
+            orno = await scene.order()
+            first = first_delivery(admin, orno)
+            await scene.pay(card_payment("65.88"))
+            second = second_delivery(admin, orno)
+            with pytest.raises(ProcessDied):
+                await scene.invoice_arrives(second["IVNO"])
+            [*_, recorded] = [v for k, v in process.producer.links() if k.startswith("payment:")]
+            restarted = Scene(process)
+            process.producer.replay_into(restarted.state)
+            return scene, await restarted.invoice_arrives(second["IVNO"]), [first, second], recorded
+
+    scene, retried, (first, second), recorded = run(scenario())
+
+    left = str(Decimal("65.88") - Decimal(first["AMT1"]))
+    assert (recorded["status"], recorded["round_number"]) == ("applying", 1)
+    assert recorded["batch_id"] == 11000000877
+    assert recorded["allocations"] == [{"invoice_id": second["IVNO"], "year": second["YEA4"], "amount": left}]
+    # The invoice sink reports "written" for applied payments either way; the batches below tell.
+    assert retried == Applied(
+        "written", {"payments": "1", "payment_batch": "11000000877", "payment_status": "PAID"}
+    )
+    assert (open_amount(admin, first["IVNO"]), open_amount(admin, second["IVNO"])) == ("0.00", "0.00")
+    batches = admin.get("/payment-batches").json()
+    assert [(b["PBID"], b["STAT"], len(b["lines"])) for b in batches] == [
+        ("10000000877", "90", 1),
+        ("11000000877", "90", 1),
+    ]
+    assert scene.progress() == ["applying", "partly_applied", "applying", "applied"]
+
+
+def test_an_overpayment_is_applied_as_far_as_invoices_are_open_and_the_rest_stays_parked(
+    admin: httpx.Client, credentials: IonApiCredentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> tuple[Scene, list[Applied], dict[str, str]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process)
+            invoice = invoice_everything(admin, await scene.order())
+            outcomes = [
+                await scene.pay(card_payment("100.00")),
+                await scene.invoice_arrives(invoice["IVNO"]),
+                await scene.pay(card_payment("100.00")),
+            ]
+            return scene, outcomes, invoice
+
+    with caplog.at_level(logging.INFO, logger="sinks.infor_payments"):
+        scene, outcomes, invoice = run(scenario())
+
+    assert outcomes == [
+        Applied("written", {"payment_batch": "10000000877", "payment_status": "PAID", "left": "34.12"}),
+        Applied("waiting", {"why": "no_open_invoice", "left": "34.12"}),
+        Applied("waiting", {"why": "no_open_invoice", "left": "34.12"}),
+    ]
+    assert open_amount(admin, invoice["IVNO"]) == "0.00"  # never more than was open
+    assert [b["PBID"] for b in admin.get("/payment-batches").json()] == ["10000000877"]
+    assert scene.progress() == ["applying", "partly_applied"]
+    [parked] = scene.state.unsettled("1:1042")
+    assert (parked.status, parked.unposted) == ("partly_applied", Decimal("34.12"))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.getMessage(), getattr(r, "left", None)) for r in warnings] == [
+        ("payment exceeds what the order's invoices have open; the rest waits for later invoices", "34.12")
+    ]
+
+
+def payment_of(payment_id: str, amount: str) -> AvroDatum:
+    """Another shop payment of order 1:1042."""
+    datum = card_payment(amount)
+    datum["external_ids"] = {"prestashop": payment_id}
+    datum["meta"] |= {"source_id": payment_id, "event_id": f"payment-{payment_id}"}
+    return datum
+
+
+def test_a_parked_remainder_keeps_the_echo_guard_a_shop_echo_is_never_applied_with_it(
+    admin: httpx.Client, credentials: IonApiCredentials
+) -> None:
+    async def scenario() -> tuple[Scene, list[Applied], list[dict[str, str]]]:
+        async with infor_process(credentials) as process:
+            scene = Scene(process, echo_wait_s=30.0)  # a wait would time the test out
+            orno = await scene.order()
+            first = first_delivery(admin, orno)
+            outcomes = [await scene.pay(card_payment("65.88"))]
+            # Shipped posted by the pipeline (mark closed): the shop invented payment 878 for it.
+            closed = mark(before=("877",), after=("877", "878"))
+            scene.state.apply(closed.key, closed.to_json())
+            outcomes.append(await scene.pay(payment_of("878", "20.00")))
+            # Another paid-state write of the order is under way: 877 was there before it began.
+            opened = PaidStateMark.opened("1:1042", "prestashop-status", 5, ("877", "878"))
+            scene.state.apply(opened.key, opened.to_json())
+            second = second_delivery(admin, orno)
+            outcomes.append(await scene.invoice_arrives(second["IVNO"]))
+            return scene, outcomes, [first, second]
+
+    scene, outcomes, (first, second) = run(scenario())
+
+    assert [o.outcome for o in outcomes] == ["written", "echo", "written"]
+    assert outcomes[2].facts == {"payments": "1", "payment_batch": "11000000877", "payment_status": "PAID"}
+    assert (open_amount(admin, first["IVNO"]), open_amount(admin, second["IVNO"])) == ("0.00", "0.00")
+    batches = admin.get("/payment-batches").json()
+    assert [b["PBID"] for b in batches] == ["10000000877", "11000000877"]  # nothing of 878
+    assert scene.progress() == ["applying", "partly_applied", "applying", "applied"]
