@@ -511,9 +511,10 @@ class PaymentReconciler:
         ``park``) and wait.
 
         ``erp_order_number`` (an invoice names it) is used when the order's link is not known yet.
-        Outcomes: ``written`` (a round posted now), ``unchanged`` (applied before), ``waiting`` (parked,
-        a remainder included), ``echo`` (the shop's answer to a paid state the pipeline posted: never
-        applied).
+        Outcomes: ``written`` (a round posted now), ``unchanged`` (applied before; for the payment
+        itself also when rounds were posted and the rest waits), ``waiting`` (parked; for an invoice
+        also a remainder no invoice has open), ``echo`` (the shop's answer to a paid state the pipeline
+        posted: never applied).
         """
         known = await asyncio.to_thread(self._state.payment, payment.order_key, payment.payment_id)
         if known is not None and known.status == "applied":
@@ -548,9 +549,12 @@ class PaymentReconciler:
             if known is None:
                 await self._write(payment)
             planned = await self._plan(base, erp_order_number)  # an invoice that came meanwhile
+        if planned is None and base.status == "partly_applied":
+            left = {"payment_batch": str(base.batch_id), "left": str(base.unposted)}
+            if park:  # the payment again: M3 has what it can have of it, the rest waits for invoices
+                return Applied("unchanged", left)
+            return Applied("waiting", {"why": "no_open_invoice", "left": left["left"]})
         if planned is None:
-            if base.status == "partly_applied":
-                return Applied("waiting", {"why": "no_open_invoice", "left": str(base.unposted)})
             return Applied("waiting", {"why": "no_open_invoice"})
         await self._write(planned)
         return await self._rounds(planned)
