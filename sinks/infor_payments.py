@@ -35,9 +35,12 @@ nothing is left is the payment ``applied``. What no invoice of the order ever op
 stays parked for good, logged at warning when the first round leaves it: it is never forced onto an
 invoice, and whether more invoices will come is not knowable here (M3 may still invoice a backorder).
 Batch numbers stay deterministic per (payment, round); the layout and its limits are at
-:func:`payment_batch_id`. One residual race is accepted: two workers planning the *same* round of one
-payment from balances read on either side of an invoice being created (both first read the topic to
-its end, so each normally sees the other's ``applying`` and posts that instead).
+:func:`payment_batch_id` (a remainder needing an eleventh round is refused: the invoice record that
+would post it goes to the DLQ as ``payment_rounds_exhausted``). Records written before rounds existed
+read as round 0; one already ``applied`` with a remainder is not reopened. One residual race is
+accepted: two workers planning the *same* round of one payment from balances read on either side of an
+invoice being created (both first read the topic to its end, so each normally sees the other's
+``applying`` and posts that instead).
 
 **Echoes of the pipeline's own paid states are never applied.** When a PrestaShop sink posts a state
 flagged ``paid`` (e.g. "Shipped" for a bank-wire order M3 shipped), the shop records a payment for the
