@@ -9,9 +9,10 @@ processors turn both into ``canonical.inventory.v1`` and the stock sink writes t
 allocated, whole units (PrestaShop stock is an integer), never below zero. The sandbox's own random
 stock drift is paused meanwhile so the end state is Infor's last word.
 
-Known defect, pinned by a strict xfail: ``canonical.inventory.v1`` is keyed by SKU alone and the stock
-sink coalesces per key, so a level of another warehouse arriving within the coalescing window replaces
-(and loses) the level of the shop's warehouse.
+``canonical.inventory.v1`` is keyed by SKU alone, so the levels of every warehouse of a SKU share the
+stock sink's coalescing window; a level of another warehouse arriving right after the shop's
+warehouse's must not hide it (the sink skips the other warehouse's, and the runner then applies the
+newest record it does not skip).
 """
 
 from __future__ import annotations
@@ -152,12 +153,6 @@ def test_random_infor_stock_movements_for_30_s_end_as_the_shops_stock_of_every_s
     assert stack.crashes()[crashes_before:] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: canonical.inventory.v1 is keyed by SKU, and the stock sink coalesces per key (0.25 s): "
-    "a level of warehouse 002 (not this shop's) arriving right after 001's replaces it, and 001's level is "
-    "never written (seen at start-up, where M3 lists both warehouses' balances together)",
-)
 def test_a_level_of_another_warehouse_right_after_does_not_hide_the_shops_warehouse_level(
     stack: RunningStack, drift_paused: None
 ) -> None:

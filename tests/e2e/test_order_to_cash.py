@@ -19,9 +19,11 @@ invoice. What the run left behind is then judged from outside, one aspect per te
 - latency from the order's receipt (its webhook, or the poller when it read the order first) to the
   Infor sales order's confirmation (its ``state.erp-links`` record), printed (not asserted).
 
-Pinned by strict xfails (they fail once fixed, so the marker goes): the shipped state is posted twice
-for some orders (two sinks race to write it), and card payments recorded by the shop never reach Infor
-(nothing writes ``canonical.payment.v1``), so M3's invoices of card orders stay open.
+Also judged: each order reaches the shop's shipped state exactly once (one sink, prestashop-status,
+writes order states, so two writers can no longer both read "not shipped" and both post it), and the
+card payments the shop recorded at checkout settle the orders' M3 invoices (the poller's payment
+bundles → ``canonical.payment.v1`` → ARS040MI), while the payments the shop invents when the pipeline
+ships a bank-wire order are recognised as the pipeline's echo and never reach M3.
 """
 
 from __future__ import annotations
@@ -256,11 +258,16 @@ def run(stack: RunningStack) -> Run:
     in_infor = [(p, m3_orders[str(heads[p.reference][0]["ORNO"])]) for p in placed if p.reference in heads]
     paid = pay_later_invoices(stack, in_infor)
 
-    # The shop shows each order shipped with its tracking number; each paid invoice is on the topic.
+    # The shop shows each order shipped (a shipped state is flagged paid too) with its tracking number;
+    # each paid invoice is on the topic.
     def settled() -> bool:
         carriers = {str(row["id_order"]): row for row in stack.shop.rows("order_carriers")}
         tracked = all(carriers.get(str(p.id), {}).get("tracking_number") for p, _ in in_infor)
         if not tracked:
+            return False
+        flags = stack.shop_state_flags()
+        states = {str(row["id"]): int(row["current_state"]) for row in stack.shop.rows("orders")}
+        if not all(flags[states[str(p.id)]][2] for p, _ in in_infor):
             return False
         opened = invoice_open_amounts(stack)
         return all(reported_paid(opened, p, order) for p, order in in_infor if p.pays_later)
@@ -411,13 +418,6 @@ def test_each_order_gets_its_tracking_number_and_the_shipped_state_in_the_shop(
     assert problems == [], "\n".join(problems[:20])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: two sinks post the shipped state, prestashop-status (canonical.order-status.v1, M3 "
-    "status 66) and prestashop-tracking (canonical.shipment.v1), each after reading the order's current "
-    "state; the M3 status and shipment arrive together, so both read 'not shipped' and both POST "
-    "order_histories",
-)
 def test_each_order_goes_to_shipped_exactly_once(stack: RunningStack, run: Run) -> None:
     shipped = shipped_states(stack)
     twice = {
@@ -468,34 +468,55 @@ def test_each_order_gets_its_payment_status(stack: RunningStack, run: Run) -> No
         f"{len(later)} bank-wire/cheque orders: {len(run.paid_invoices)} Infor invoices paid, each "
         "reported paid on canonical.invoice.v1; "
         f"prestashop-payment outcomes since its last start {dict(sorted(payment_sink.items()))} "
-        "(written: the shop order was still unpaid when the paid invoice came; unchanged: its shipped "
-        "state, which PrestaShop flags paid, had already recorded the payment)"
+        "(emitted: a paid invoice's PAID went to canonical.order-status.v1 for prestashop-status, which "
+        "posts it only if the order is not already in a paid state such as Shipped)"
     )
     assert problems == [], "\n".join(problems[:20])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the PrestaShop poller writes no payment bundles, so canonical.payment.v1 stays empty "
-    "and the card payments the shop recorded are never applied to M3's invoices (ARS040MI)",
-)
 def test_card_payments_recorded_by_the_shop_settle_the_infor_invoices(stack: RunningStack, run: Run) -> None:
     invoices = {str(row["IVNO"]): row for row in stack.infor.invoices()}
     card = [p for p in run.in_infor() if not p.pays_later]
-    open_card_invoices = [
-        number
-        for placed in card
-        for number in run.order_of(placed)["invoices"]
-        if _money(invoices[str(number)]["RAFC"]) != 0
-    ]
+    # The shop rounds tax per line, M3 on its invoice: their totals can differ by a cent per line. The
+    # payment then leaves that cent open on the invoice (or, the other way round, unallocated, parked):
+    # a difference for M3's write-off, not a payment that went missing.
+    rounding: list[tuple[str, Decimal]] = []
+    open_card_invoices: list[tuple[str, Decimal]] = []
+    for placed in card:
+        order = run.order_of(placed)
+        cents = Decimal("0.01") * len(order["lines"])
+        for number in order["invoices"]:
+            left = _money(invoices[str(number)]["RAFC"])
+            if left == 0:
+                continue
+            (rounding if 0 < left <= cents else open_card_invoices).append((str(number), left))
     payments = stack.topics.read("canonical.payment.v1")
+    card_references = {placed.reference for placed in card}
+    run_references = {placed.reference for placed in run.placed}
+    payment_rows = stack.shop.rows("order_payments")
+    card_payment_ids = {int(row["id"]) for row in payment_rows if row["order_reference"] in card_references}
+    run_payment_ids = {int(row["id"]) for row in payment_rows if row["order_reference"] in run_references}
+    # A batch number is shop id x 10^10 + round x 10^9 + the shop's payment id (a payment larger than the
+    # invoices open when it came pays the later ones in further rounds; sinks.infor_payments); the
+    # session's other tests placed orders too: only this run's payments are judged.
+    batch_payment_ids = [
+        int(batch["PBID"]) % 10**9
+        for batch in stack.infor.payment_batches()
+        if int(batch["PBID"]) % 10**9 in run_payment_ids
+    ]
+    not_card = sorted(set(batch_payment_ids) - card_payment_ids)
     print(
         f"\ncard payments: {len(card)} card orders, {len(open_card_invoices)} of their M3 invoices still "
-        f"open, {len(payments)} records on canonical.payment.v1, "
-        f"{len(stack.infor.payment_batches())} ARS040MI batches"
+        f"open, {len(rounding)} with only a rounding difference open "
+        f"({dict(Counter(str(left) for _, left in rounding))}), {len(payments)} records on "
+        f"canonical.payment.v1, {len(batch_payment_ids)} ARS040MI batches, "
+        f"{len(not_card)} of them for a payment that is not a card order's checkout payment"
     )
     assert payments
     assert open_card_invoices == []
+    # The payments the shop invented when the pipeline shipped bank-wire/cheque orders are the pipeline's
+    # echo: posting them would mark invoices paid in M3 that the customer has not paid.
+    assert not_card == [], not_card[:10]
 
 
 def test_every_canonical_event_is_on_its_topic_once_per_version(stack: RunningStack, run: Run) -> None:
