@@ -15,6 +15,12 @@ At start the worker seeds it from the tail of ``canonical.order.v1``, ``canonica
 ``canonical.inventory.v1`` (the last N records of each partition, decoded with the Avro codec, oldest
 first: :func:`seed_history`), so a restart does not forget the shops' recent orders.
 
+It also remembers which keys were held for review (``hold``/``held``): held stays held, so a later
+version of a held order, unflagged because the history moved on, goes to the review topic too instead
+of reaching Infor past its held version (seen in the end-to-end run). At start they are seeded from
+the review topic's tail (:func:`seed_holds`). A key held by another worker since this one started is
+not known here until it restarts (orders are keyed by order, so one worker owns a key's partition).
+
 Flags computed from it are advisory: they depend on what this history held when the event was mapped
 (what the worker emitted since its start plus the seeded tail, never the other workers' partitions),
 so a replay or a restart may flag an event differently and route it differently (review or canonical).
@@ -75,6 +81,16 @@ class AnomalyHistory:
         self._orders: dict[str, OrderedDict[str, Decimal]] = {}
         self._prices: dict[tuple[str, str], CataloguePrice] = {}
         self._stock: dict[tuple[str, str], Decimal] = {}
+        self._held: set[tuple[str, bytes]] = set()
+
+    def hold(self, record: str, key: bytes) -> None:
+        """A datum of ``record`` under ``key`` went to the review topic: its later versions follow it."""
+        self._held.add((record, key))
+
+    def held(self, record: str, key: bytes) -> bool:
+        """Whether a version of ``key`` was held for review (flags are advisory and change with the
+        history: a later version unflagged must not reach the canonical topic past its held one)."""
+        return (record, key) in self._held
 
     def observe(self, record: str, datum: Mapping[str, Any]) -> None:
         """Remember what one canonical ``record`` datum (``Order``, ``Product``, ``InventoryLevel``)
@@ -129,6 +145,7 @@ class TailRecord:
     offset: int
     timestamp_ms: int
     value: bytes
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +241,7 @@ def _read_tail(consumer: Consumer, topic: str, per_partition: int, timeout_s: fl
                 continue
             value = message.value()
             if partition in ends and offset < ends[partition] and value is not None:
-                found.append(TailRecord(partition, offset, message.timestamp()[1], value))
+                found.append(TailRecord(partition, offset, message.timestamp()[1], value, message.key()))
             if offset + 1 >= ends.get(partition, 0):
                 ends.pop(partition, None)
     if ends:
@@ -234,6 +251,25 @@ def _read_tail(consumer: Consumer, topic: str, per_partition: int, timeout_s: fl
         )
     found.sort(key=lambda item: (item.timestamp_ms, item.partition, item.offset))
     return found
+
+
+def seed_holds(
+    history: AnomalyHistory,
+    kafka: KafkaSettings,
+    record: str,
+    review_topic: str,
+    *,
+    per_partition: int = DEFAULT_SEED_TAIL,
+    timeout_s: float = 60.0,
+) -> int:
+    """Remember every key on the tail of the review topic as held (see :meth:`AnomalyHistory.held`);
+    returns how many keys. Only keys are read: any record there means its key is held."""
+    tail = read_tail(kafka, review_topic, per_partition, timeout_s=timeout_s)
+    keys = {item.key for item in tail if item.key is not None}
+    for key in keys:
+        history.hold(record, key)
+    log.info("held keys seeded", extra={"topic": review_topic, "keys": len(keys)})
+    return len(keys)
 
 
 def seed_history(

@@ -218,7 +218,7 @@ def run(
             actual = {record: options.topic(name) for record, name in HISTORY_TOPICS.items()}
             seed_history(history, settings.kafka, app.registry, actual, per_partition=history_tail)
         for flow in flows:
-            register_flow(app, flow, history=history)
+            register_flow(app, flow, history=history, held_tail=history_tail)
     except BaseException:
         resources.close()
         raise

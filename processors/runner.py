@@ -65,7 +65,7 @@ from pipeline.producer import Delivery, PipelineProducer
 from pipeline.records import Headers, SourceRecord
 from pipeline.retry import Backoff
 from processors.app import ProcessorApp
-from processors.history import AnomalyHistory
+from processors.history import AnomalyHistory, seed_holds
 from processors.offsets import Admission, DurableCommitConsumer, GroupStartOffsets
 from processors.staleness import VersionTable, declare_versions_table, source_partitions
 from rules.anomalies import Anomaly
@@ -339,7 +339,7 @@ class FlowRunner(Generic[ModelT]):
         reviewed = False
         for datum in datums:
             key = flow.record_key(datum) if flow.record_key is not None else flow.key(model)
-            topic = self._destination(datum)
+            topic = self._destination(datum, key.encode())
             reviewed = reviewed or topic != self._output
             outgoing.append(
                 (topic, key.encode(), self._codec.encode(datum, topic), str(datum["meta"]["event_id"]), datum)
@@ -366,16 +366,21 @@ class FlowRunner(Generic[ModelT]):
         emitted[record.key] = (record.partition, version)
         return "review" if reviewed else "ok"
 
-    def _destination(self, datum: AvroDatum) -> str:
-        """The actual topic of ``datum``: the review topic when its anomaly flags call for review."""
+    def _destination(self, datum: AvroDatum, key: bytes) -> str:
+        """The actual topic of ``datum``: the review topic when its anomaly flags call for review, or
+        when an earlier version of its key was held there (held stays held: nothing releases it yet)."""
         if self._review_output is None:
             return self._output
+        if self._history.held(self.flow.record, key):
+            return self._review_output
         flags = datum.get("anomalies")
         if not flags:
             return self._output
         anomalies = [Anomaly(flag["code"], float(flag["score"]), flag["reason"]) for flag in flags]
         if self._rules.anomalies.destination(anomalies, self.flow.output) == self.flow.output:
             return self._output
+        # Before the produce: a later version of the key, handled once this one is, must follow it.
+        self._history.hold(self.flow.record, key)
         return self._review_output
 
     async def _dead_letter(self, record: SourceRecord, error: InvalidMessage) -> None:
@@ -452,11 +457,13 @@ def source_record(message: Any) -> SourceRecord:
 
 
 def register_flow(
-    app: ProcessorApp, flow: Flow[Any], history: AnomalyHistory | None = None
+    app: ProcessorApp, flow: Flow[Any], history: AnomalyHistory | None = None, *, held_tail: int = 0
 ) -> FlowRunner[Any]:
     """Add ``flow`` to the faust app: its raw-bytes source topics, version table and agent.
 
-    ``history``: the worker's shared :class:`AnomalyHistory` (see :class:`FlowRunner`).
+    ``history``: the worker's shared :class:`AnomalyHistory` (see :class:`FlowRunner`); with
+    ``held_tail`` > 0 and a review topic for the flow, the keys on that topic's last ``held_tail``
+    records per partition are remembered as held first, so a restarted worker keeps them held.
 
     Reads the source topics' partition count from the broker (the version table is co-partitioned
     with them); raises ConfigError when a source topic is missing or the sources differ.
@@ -465,6 +472,8 @@ def register_flow(
     sources = tuple(options.topic(name) for name in flow.sources)
     output = options.topic(flow.output)
     review_output = _review_output(app.rules, flow, options.topic)
+    if history is not None and review_output is not None and held_tail > 0:
+        seed_holds(history, app.settings.kafka, flow.record, review_output, per_partition=held_tail)
     partitions = source_partitions(app.settings.kafka, sources)
     table = declare_versions_table(app.faust, flow.name, partitions=partitions)
     # Before the worker starts: no commit of these topics may pass what this flow made durable.

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.settings import RegistrySettings
+from pipeline.settings import KafkaSettings, RegistrySettings
 from processors import prestashop_orders as orders_flow
+from processors.history import AnomalyHistory, seed_holds
 from rules.engine import load_rules
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import SubjectSchema, register_schemas, registry_client
@@ -153,3 +154,22 @@ def test_a_seeded_history_flags_the_outlier_and_routes_it_to_review(
     assert [flag["code"] for flag in flagged["anomalies"]] == ["order_value_outlier"]
     reason = flagged["anomalies"][0]["reason"]
     assert "order value 65.880000 EUR vs median 11.880000 EUR for shop 1 over 30 orders" in reason
+
+
+def test_a_restarted_worker_knows_the_held_keys_from_the_review_topic(
+    kafka_bootstrap: str, new_topic: NewTopicFactory
+) -> None:
+    review = new_topic(partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for key in (b"1:7", b"1:8", b"1:7"):
+        producer.produce(review, key=key, value=b"held order bytes")
+    producer.produce(review, key=None, value=b"no key: nothing to hold")
+    assert producer.flush(10) == 0
+    history = AnomalyHistory()
+
+    seeded = seed_holds(history, KafkaSettings(bootstrap_servers=kafka_bootstrap), "Order", review)
+
+    assert seeded == 2
+    assert history.held("Order", b"1:7")
+    assert history.held("Order", b"1:8")
+    assert not history.held("Order", b"1:9")

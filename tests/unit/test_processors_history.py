@@ -342,3 +342,34 @@ def test_the_runner_feeds_canonical_orders_and_routes_the_outlier_to_review(
     values = history.order_values("1")
     assert len(values) == 31
     assert D("65.88") not in values
+
+
+def test_a_later_version_of_a_held_order_stays_held_even_when_its_flags_would_not_hold_it(
+    rules: Rules, registry: SchemaRegistryClient
+) -> None:
+    registry.register_schema("review.order.v1-value", Schema(schema_string("Order"), "AVRO"))
+    producer = _Producer()
+    history = AnomalyHistory(rules.anomalies.order_value_window)
+    runner = FlowRunner(
+        orders_flow.FLOW,
+        output="canonical.order.v1",
+        codec=AvroCodec(registry, "Order"),
+        producer=cast(PipelineProducer, producer),
+        dead_letters=cast(DeadLetterProducer, object()),
+        dlq_limit=DlqLimit(DlqSettings()),
+        versions=cast(VersionTable, _Versions()),
+        backoff=Backoff(RetrySettings()),
+        rules=rules,
+        review_output="review.order.v1",
+        history=history,
+    )
+    usual = [raw(small_bundle(2000 + n, 2 if n % 3 == 0 else 1), n) for n in range(30)]
+    asyncio.run(runner.handle([*usual, raw(lyon_bundle(), 30)]))
+    assert producer.sent[-1] == ("review.order.v1", b"1:1042")
+    # A later version of order 1042, of an ordinary value: unflagged, yet its order is held.
+    later = small_bundle(1042, 1)
+    later["order"]["date_upd"] = "2030-01-01 00:00:00"
+    asyncio.run(runner.handle([raw(later, 31), raw(small_bundle(2100, 1), 32)]))
+    assert producer.sent[-2:] == [("review.order.v1", b"1:1042"), ("canonical.order.v1", b"1:2100")]
+    assert history.held("Order", b"1:1042")
+    assert not history.held("Order", b"1:2100")
