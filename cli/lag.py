@@ -8,8 +8,12 @@ The same figures the stages export as ``psinfor_consumer_lag_messages`` / ``_sec
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 
+from confluent_kafka import KafkaException
+
+from pipeline.errors import RetryableError
 from pipeline.kafka_config import librdkafka_config
 from pipeline.lag import LagMonitor, PartitionLag
 from pipeline.settings import load_settings
@@ -62,6 +66,14 @@ def render(lags: list[PartitionLag]) -> str:
     )
 
 
+def unreachable(bootstrap_servers: str, error: KafkaException) -> str:
+    """What to tell a person when the cluster did not answer (pure)."""
+    return (
+        f"cannot read the groups' offsets from Kafka at {bootstrap_servers} ({error.args[0]}); is the broker "
+        "up (psinfor dev kafka up, or make run), and does PSINFOR_KAFKA__BOOTSTRAP_SERVERS name it?"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     monitor = LagMonitor(
@@ -70,7 +82,13 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         while True:
-            print(render(monitor.sample()), flush=True)
+            try:
+                print(render(monitor.sample()), flush=True)
+            except KafkaException as exc:
+                if args.watch is None:
+                    raise RetryableError(unreachable(settings.kafka.bootstrap_servers, exc)) from exc
+                # Watching: the broker may come back; say so and try again at the next tick.
+                print(unreachable(settings.kafka.bootstrap_servers, exc), file=sys.stderr, flush=True)
             if args.watch is None or stop.wait(args.watch):
                 return 0
             print()

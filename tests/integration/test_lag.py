@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,24 @@ def _commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+def test_psinfor_lag_says_what_to_do_when_the_broker_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("PSINFOR_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+
+    assert main(["lag", "some-group"]) == 1
+
+    error = capsys.readouterr().err
+    assert f"cannot read the groups' offsets from Kafka at 127.0.0.1:{port}" in error
+    assert "PSINFOR_KAFKA__BOOTSTRAP_SERVERS" in error
+    assert "Traceback" not in error
 
 
 @pytest.mark.timeout(60)
