@@ -361,8 +361,9 @@ class KafkaCluster:
                 runtime.classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                self.cluster_id,
+                # One argument: a random id starts with "-" one time in 32 (URL-safe base64), and the
+                # tool's parser takes "-t -Xyz" for two options ("expected one argument").
+                f"--cluster-id={self.cluster_id}",
                 "-c",
                 str(self.config_path(spec.node_id)),
             ]
