@@ -90,7 +90,7 @@ from connectors.infor.adapter import Customer as M3Customer
 from pipeline.producer import HeaderList
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore
 from schemas.codec import AvroDatum
-from sinks.base import SinkResources
+from sinks.base import AckedProducer, SinkResources
 
 log = logging.getLogger(__name__)
 
@@ -473,19 +473,6 @@ class EchoIndex(ErpLinkIndex):
         """The remembered writes of ``system`` for one entity, oldest first."""
         with self._ledger_lock:
             return self._writes.get((system, entity, key), ())
-
-
-class AckedProducer(Protocol):
-    """The part of :class:`pipeline.producer.PipelineProducer` the ledger writes with."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]: ...
 
 
 class EchoLedger(Protocol):

@@ -57,7 +57,7 @@ from processors.erp_links import (
 from rules.address import clean
 from rules.engine import Rules
 from schemas.codec import AvroDatum
-from sinks.base import Applied, SinkContext, SinkResources, Skip
+from sinks.base import AckedProducer, Applied, SinkContext, SinkResources, Skip
 from sinks.echo import INFOR, EchoGuard, EchoSubject, keep_m3_fields, open_echo_guard
 
 log = logging.getLogger(__name__)
@@ -290,19 +290,6 @@ class ErpLinks(Protocol):
     def link_order(self, link: OrderLink) -> None: ...
 
     def link_customer(self, link: CustomerLink) -> None: ...
-
-
-class AckedProducer(Protocol):
-    """The part of :class:`pipeline.producer.PipelineProducer` the sinks use."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]: ...
 
 
 class StoredLinks:

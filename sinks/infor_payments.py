@@ -85,8 +85,8 @@ from rules.address import clean
 from rules.canonical_status import OrderStatus, PaymentStatus
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
-from sinks.base import Applied, SinkContext, SinkResources, Skip
-from sinks.infor_customers import AckedProducer, InforSinkOptions, m3_rejection, open_m3, sink_options
+from sinks.base import AckedProducer, Applied, SinkContext, SinkResources, Skip
+from sinks.infor_customers import InforSinkOptions, m3_rejection, open_m3, sink_options
 from sinks.order_status_emitter import (
     STATUS_RECORD,
     STATUS_TOPIC,

@@ -23,13 +23,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
-from pipeline.producer import HeaderList
 from rules.canonical_status import OrderStatus
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
-from sinks.base import SinkResources
+from sinks.base import AckedProducer, SinkResources
 
 STATUS_TOPIC: Final = "canonical.order-status.v1"
 """Catalogue name of the topic the conclusions go to (keyed by order key)."""
@@ -40,19 +39,6 @@ STATUS_EVENT_NAMESPACE: Final = uuid.UUID("6b1d3c52-7e0a-5f4b-9c2d-8a1e4f7b3d90"
 
 Encode = Callable[[AvroDatum, str], bytes]
 """Serialises a datum for a topic (the Avro codec's ``encode``)."""
-
-
-class AckedProducer(Protocol):
-    """The part of :class:`pipeline.producer.PipelineProducer` a sink's own writes use."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]: ...
 
 
 def status_event_id(stage: str, *identity: str) -> str:

@@ -80,8 +80,7 @@ from rules.canonical_status import FulfillmentStatus, Lifecycle, OrderStatus, Pa
 from rules.engine import Rules
 from rules.status import MergeOutcome, ShopStates, StatusRules
 from schemas.codec import AvroDatum
-from sinks.base import SinkResources
-from sinks.order_status_emitter import AckedProducer
+from sinks.base import AckedProducer, SinkResources
 
 log = logging.getLogger(__name__)
 
