@@ -312,13 +312,15 @@ def raw(bundle: dict[str, Any], offset: int) -> SourceRecord:
     )
 
 
-def test_the_runner_feeds_canonical_orders_and_routes_the_outlier_to_review(
+def orders_runner(
     rules: Rules, registry: SchemaRegistryClient
-) -> None:
+) -> tuple[_Producer, AnomalyHistory, FlowRunner[Any]]:
+    """The orders flow's runner routing to ``review.order.v1``, on a recording producer and a fresh
+    history."""
     registry.register_schema("review.order.v1-value", Schema(schema_string("Order"), "AVRO"))
     producer = _Producer()
     history = AnomalyHistory(rules.anomalies.order_value_window)
-    runner = FlowRunner(
+    runner: FlowRunner[Any] = FlowRunner(
         orders_flow.FLOW,
         output="canonical.order.v1",
         codec=AvroCodec(registry, "Order"),
@@ -331,6 +333,13 @@ def test_the_runner_feeds_canonical_orders_and_routes_the_outlier_to_review(
         review_output="review.order.v1",
         history=history,
     )
+    return producer, history, runner
+
+
+def test_the_runner_feeds_canonical_orders_and_routes_the_outlier_to_review(
+    rules: Rules, registry: SchemaRegistryClient
+) -> None:
+    producer, history, runner = orders_runner(rules, registry)
     usual = [raw(small_bundle(2000 + n, 2 if n % 3 == 0 else 1), n) for n in range(30)]
     asyncio.run(runner.handle([*usual, raw(lyon_bundle(), 30), raw(small_bundle(2100, 1), 31)]))
 
@@ -347,22 +356,7 @@ def test_the_runner_feeds_canonical_orders_and_routes_the_outlier_to_review(
 def test_a_later_version_of_a_held_order_stays_held_even_when_its_flags_would_not_hold_it(
     rules: Rules, registry: SchemaRegistryClient
 ) -> None:
-    registry.register_schema("review.order.v1-value", Schema(schema_string("Order"), "AVRO"))
-    producer = _Producer()
-    history = AnomalyHistory(rules.anomalies.order_value_window)
-    runner = FlowRunner(
-        orders_flow.FLOW,
-        output="canonical.order.v1",
-        codec=AvroCodec(registry, "Order"),
-        producer=cast(PipelineProducer, producer),
-        dead_letters=cast(DeadLetterProducer, object()),
-        dlq_limit=DlqLimit(DlqSettings()),
-        versions=cast(VersionTable, _Versions()),
-        backoff=Backoff(RetrySettings()),
-        rules=rules,
-        review_output="review.order.v1",
-        history=history,
-    )
+    producer, history, runner = orders_runner(rules, registry)
     usual = [raw(small_bundle(2000 + n, 2 if n % 3 == 0 else 1), n) for n in range(30)]
     asyncio.run(runner.handle([*usual, raw(lyon_bundle(), 30)]))
     assert producer.sent[-1] == ("review.order.v1", b"1:1042")
