@@ -17,6 +17,13 @@ While backing off, every assigned partition is paused and ``poll()`` keeps being
 stays in the group (``max.poll.interval.ms`` never evicts it) and rebalances are served. If the
 retried record's partition is revoked meanwhile, the retry is dropped: the new owner reads it again
 from the committed offset, which is before it.
+
+Where a partition the group never committed starts: at its beginning (``auto.offset.reset=earliest``),
+or, for a stage given ``fresh_start_lookback_s``, at its first record of the last that many seconds.
+Such a start is resolved to a concrete offset when the partition is assigned and committed at once:
+"latest" is never used, because until a first commit every rebalance would move the start to the new
+end of the partition and skip whatever arrived meanwhile (the webhook notifications of a poller that
+had just joined its group were lost that way).
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -50,6 +56,9 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
+BROKER_TIMEOUT_S = 30.0
+"""Bound of the broker calls that resolve a fresh partition's start (raised as KafkaException)."""
+
 Handler = Callable[[SourceRecord], None]
 """A stage's business step: returns when the effect is durable, or raises to say why not."""
 
@@ -61,7 +70,6 @@ def consumer_config(
     *,
     stage: str,
     group_id: str,
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest",
     overrides: Mapping[str, str | int | float | bool] | None = None,
 ) -> LibrdkafkaConfig:
     """The librdkafka consumer config of a runner: manual offset storage, no auto commit."""
@@ -72,7 +80,8 @@ def consumer_config(
             # The runner decides what is finished (store) and when it becomes durable (commit).
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": auto_offset_reset,
+            # Never "latest": see the module docstring for how a stage starts later than the beginning.
+            "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
@@ -93,7 +102,9 @@ class ConsumeRunner:
     ``run()`` blocks until ``stop()`` is called (returns normally) or an error ends the loop (raised:
     ``DlqLimitExceeded``, a DLQ write that was not acknowledged, a handler bug, a fatal Kafka error).
     ``producer`` is the process's shared producer used for the DLQ; when omitted the runner builds and
-    closes its own. ``rng`` makes the backoff jitter deterministic in tests.
+    closes its own. ``rng`` makes the backoff jitter deterministic in tests. ``fresh_start_lookback_s``:
+    where a partition the group never committed starts (module docstring); None is its beginning.
+    ``clock`` (wall, seconds) dates that start.
     """
 
     def __init__(
@@ -107,7 +118,8 @@ class ConsumeRunner:
         *,
         producer: PipelineProducer | None = None,
         rng: random.Random | None = None,
-        auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+        fresh_start_lookback_s: float | None = None,
+        clock: Callable[[], float] = time.time,
         consumer_overrides: Mapping[str, str | int | float | bool] | None = None,
         poll_timeout_s: float = 0.1,
     ) -> None:
@@ -127,9 +139,12 @@ class ConsumeRunner:
             settings,
             stage=stage,
             group_id=group_id,
-            auto_offset_reset=auto_offset_reset,
             overrides=consumer_overrides,
         )
+        if fresh_start_lookback_s is not None and fresh_start_lookback_s <= 0:
+            raise ValueError("fresh_start_lookback_s must be positive (None starts at the beginning)")
+        self._fresh_start_lookback_s = fresh_start_lookback_s
+        self._clock = clock
         self._stopping = threading.Event()
         self._assigned: set[_Partition] = set()
         self._paused: set[_Partition] = set()
@@ -340,12 +355,95 @@ class ConsumeRunner:
     # -- rebalance callbacks (called from inside poll) --------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._fresh_start_lookback_s is not None and partitions:
+            self._start_fresh_partitions(consumer, partitions, self._fresh_start_lookback_s)
         # Partitions assigned during a backoff are paused by the wait loop once the assignment applies.
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         log.info(
             "partitions assigned",
             extra={"stage": self.stage, "partitions": sorted(f"{t}:{p}" for t, p in self._assigned)},
         )
+
+    def _start_fresh_partitions(
+        self, consumer: Consumer, partitions: list[TopicPartition], lookback_s: float
+    ) -> None:
+        """Assign ``partitions``, those never committed at their first record of the last ``lookback_s``
+        seconds, and commit that start at once (module docstring).
+
+        Nothing may escape a rebalance callback (the client re-raises it mangled), so the broker lookups
+        are retried for up to :data:`BROKER_TIMEOUT_S` (a topic just created has no leader yet) and, if
+        they keep failing, the partitions are left to their default start: the committed offset, else
+        the beginning, which reads again but never skips.
+        """
+        deadline = time.monotonic() + BROKER_TIMEOUT_S
+        delay_s = 0.1
+        while True:
+            try:
+                assignment, pinned = self._fresh_starts(consumer, partitions, lookback_s)
+                break
+            except KafkaException as exc:
+                if time.monotonic() + delay_s > deadline:
+                    log.error(
+                        "fresh start not resolved, starting at the committed offset or the beginning",
+                        extra={"stage": self.stage, "error": str(exc)},
+                    )
+                    return
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+        consumer.assign(assignment)
+        if not pinned:
+            return
+        try:
+            consumer.commit(offsets=pinned, asynchronous=False)
+        except KafkaException as exc:
+            # The next rebalance then resolves the start again from the same lookback: records younger
+            # than it are read either way; only a start older than the lookback would be lost to skew.
+            COMMITS.labels(self.stage, "failed").inc()
+            log.warning("fresh start not committed", extra={"stage": self.stage, "error": str(exc)})
+        log.info(
+            "fresh partitions start within the lookback",
+            extra={
+                "stage": self.stage,
+                "lookback_s": lookback_s,
+                "starts": [f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in pinned],
+            },
+        )
+
+    def _fresh_starts(
+        self, consumer: Consumer, partitions: list[TopicPartition], lookback_s: float
+    ) -> tuple[list[TopicPartition], list[TopicPartition]]:
+        """(the assignment with every start explicit, the fresh partitions' starts); raises KafkaException."""
+        timeout = BROKER_TIMEOUT_S / 3
+        committed = consumer.committed(partitions, timeout=timeout)
+        for tp in committed:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        fresh = [tp for tp in committed if tp.offset < 0]
+        if not fresh:
+            return committed, []
+        since_ms = int((self._clock() - lookback_s) * 1000)
+        # The end is read BEFORE the search: a partition with no record since ``since_ms`` starts at
+        # that end, so a record arriving in between is still read.
+        ends = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in fresh
+        }
+        found = consumer.offsets_for_times(
+            [TopicPartition(tp.topic, tp.partition, since_ms) for tp in fresh], timeout=timeout
+        )
+        starts: dict[_Partition, int] = {}
+        for tp in found:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            where = (tp.topic, tp.partition)
+            starts[where] = tp.offset if tp.offset >= 0 else ends[where]
+        assignment = [
+            TopicPartition(tp.topic, tp.partition, starts.get((tp.topic, tp.partition), tp.offset))
+            for tp in committed
+        ]
+        pinned = [
+            TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(starts.items())
+        ]
+        return assignment, pinned
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Last chance to commit what this member finished while it still owns the partitions.

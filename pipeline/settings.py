@@ -463,6 +463,12 @@ class PollerSettings(_Section):
     notifications: bool = Field(
         True, description="Re-read resources named by webhook notifications on the raw topics (true/false)."
     )
+    notifications_lookback_s: float = Field(
+        900.0,
+        gt=0,
+        description="Where the notification reader starts on a raw partition its group never committed: "
+        "the notifications of the last this many seconds (older changes are the polling loops' job).",
+    )
     group_id: str = Field(
         "psinfor-prestashop-poller", min_length=1, description="Consumer group of the notification reader."
     )

@@ -27,8 +27,12 @@ order_carrier (``data.id_order_carrier``, e.g. ``order.tracking_updated``) also 
 since tracking lives there. A notification naming nothing the poller can read, or a row that no
 longer exists (deleted), is logged and committed: the polling loops stay authoritative either way.
 
-Offsets are committed by the shared ``ConsumeRunner`` only after the snapshots were acknowledged; a
-fresh consumer group starts at the end of the topics (older changes are the polling loops' job).
+Offsets are committed by the shared ``ConsumeRunner`` only after the snapshots were acknowledged. A
+partition the group never committed (a first deployment) starts at its notifications of the last
+``notifications_lookback_s`` (older changes are the polling loops' and the backfill's job), a start
+committed as soon as it is assigned. It used to be the partition's end ("latest"): the lanes join their
+group seconds apart, and every rebalance before a lane's first commit moved its start to the new end,
+so a customer renamed in those seconds was never read (the end-to-end suite lost one in CI).
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ class NotificationReader:
                 self.handle,
                 f"{poller.topic_prefix}dlq.processors",
                 producer=producer,
-                auto_offset_reset="latest",
+                fresh_start_lookback_s=poller.notifications_lookback_s,
             )
             for lane in LANES
         ]

@@ -112,9 +112,19 @@ class RunningStack:
     # -- waiting ---------------------------------------------------------------------------------
 
     def wait_until(
-        self, found: Callable[[], T | None], timeout_s: float, what: str, *, interval_s: float = 1.0
+        self,
+        found: Callable[[], T | None],
+        timeout_s: float,
+        what: str,
+        *,
+        interval_s: float = 1.0,
+        still: Callable[[], object] | None = None,
     ) -> T:
-        """Poll ``found`` until it returns something truthy (returned); AssertionError after ``timeout_s``."""
+        """Poll ``found`` until it returns something truthy (returned); AssertionError after ``timeout_s``.
+
+        ``still``, when given, says what does not hold yet; its answer heads the error, so a timeout
+        names the missing fact and not only the stack's last log lines.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             self.assert_alive()
@@ -122,8 +132,10 @@ class RunningStack:
             if value:
                 return value
             if time.monotonic() > deadline:
+                missing = "" if still is None else f"; still: {still()!r}"
+                tail = self.output.tail()
                 raise AssertionError(
-                    f"{what}: not within {timeout_s:.0f} s; dev up's last lines:\n{self.output.tail()}"
+                    f"{what}: not within {timeout_s:.0f} s{missing}; dev up's last lines:\n{tail}"
                 )
             time.sleep(interval_s)
 

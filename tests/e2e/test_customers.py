@@ -177,7 +177,10 @@ def test_customers_created_and_changed_on_both_sides_end_as_one_customer_per_per
     stack.wait_until(m3_record_seen, SYNC_TIMEOUT_S, "the M3-created customer on canonical.customer.v1")
     checkout(stack, m3_first)
     stack.wait_until(
-        lambda: not problems_of(stack, people), SYNC_TIMEOUT_S, "every person once in each system"
+        lambda: not problems_of(stack, people),
+        SYNC_TIMEOUT_S,
+        "every person once in each system",
+        still=lambda: problems_of(stack, people),
     )
     created_s = time.monotonic() - started
 
@@ -196,7 +199,10 @@ def test_customers_created_and_changed_on_both_sides_end_as_one_customer_per_per
     )
     changed = time.monotonic()
     stack.wait_until(
-        lambda: not problems_of(stack, people), SYNC_TIMEOUT_S, "both systems to agree after the edits"
+        lambda: not problems_of(stack, people),
+        SYNC_TIMEOUT_S,
+        "both systems to agree after the edits",
+        still=lambda: problems_of(stack, people),
     )
     changed_s = time.monotonic() - changed
     time.sleep(5.0)  # no ping-pong: nothing moves again
