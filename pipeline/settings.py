@@ -448,6 +448,12 @@ class PollerSettings(_Section):
         "1970-01-02 00:00:00",
         description="Shop-local YYYY-MM-DD HH:MM:SS a first run (no stored watermark) starts from.",
     )
+    backstop_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Pause between two date_upd polls of customers, addresses and products (the backstop "
+        "of their webhook notifications; a first run starts at its first poll, not at start_at).",
+    )
     carriers_scan_interval_s: float = Field(
         300.0, gt=0, description="Pause between full scans of order_carriers (tracking numbers)."
     )

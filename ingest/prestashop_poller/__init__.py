@@ -1,11 +1,12 @@
 """The PrestaShop webservice poller: the authoritative, loss-free path from the shop to the raw topics.
 
-Webhooks cut latency; this service guarantees completeness (ARCHITECTURE.md §5). It runs four loops
+Webhooks cut latency; this service guarantees completeness (ARCHITECTURE.md §5). It runs these loops
 on one ``PrestaShopClient`` and one ``PipelineProducer``:
 
-- ``orders``: incremental on ``date_upd`` (module :mod:`~ingest.prestashop_poller.orders`), window
-  arithmetic in :mod:`~ingest.prestashop_poller.window`, watermark persisted in ``state.watermarks``
-  (:mod:`~ingest.prestashop_poller.watermarks`) only after every record up to it was acknowledged;
+- ``orders``, and ``customers``, ``addresses`` and ``products`` (the backstop of their notifications):
+  incremental on ``date_upd`` (module :mod:`~ingest.prestashop_poller.changes`), window arithmetic in
+  :mod:`~ingest.prestashop_poller.window`, watermarks persisted in ``state.watermarks``
+  (:mod:`~pipeline.watermarks`) only after every record up to them was acknowledged;
 - ``order_carriers`` and ``stock_availables`` full scans (:mod:`~ingest.prestashop_poller.scans`),
   because tracking numbers and stock change without moving any ``date_upd``;
 - webhook thin notifications (:mod:`~ingest.prestashop_poller.notifications`) make it re-read the

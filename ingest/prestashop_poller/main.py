@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from ingest.prestashop_poller.orders import STAGE
+from ingest.prestashop_poller.changes import STAGE
 from ingest.prestashop_poller.service import PollerService, check_topics
 from pipeline.health import HealthServer, HealthState
 from pipeline.log import configure_logging

@@ -1,9 +1,11 @@
 """``PollerService``: the poller's loops on one shop client and one producer, until asked to stop.
 
-Start-up: build the clients, read ``state.watermarks`` to its end, restore the orders watermark and
-the scan digests, then run concurrently:
+Start-up: build the clients, read ``state.watermarks`` to its end, restore the incremental loops'
+watermarks and the scan digests, then run concurrently:
 
 - the orders pass every ``poller.interval_s`` (a pass that finds a backlog runs back to back);
+- the customers, addresses and products passes every ``poller.backstop_interval_s`` (the backstop of
+  their webhook notifications, see ``changes``);
 - the order_carriers scan every ``poller.carriers_scan_interval_s`` and the stock_availables scan every
   ``poller.stock_scan_interval_s``;
 - the webhook notification reader, when ``poller.notifications`` is on.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,9 +31,9 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from connectors.prestashop.client import PrestaShopClient
+from ingest.prestashop_poller.changes import BACKSTOP_FEEDS, ORDERS, STAGE, ChangesPoller
 from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.notifications import NotificationReader
-from ingest.prestashop_poller.orders import STAGE, OrdersPoller
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE
 from ingest.prestashop_poller.scans import Scanner
 from pipeline.errors import ConfigError, InvalidMessage, RetryableError
@@ -95,18 +98,23 @@ class PollerService:
             if not await self._retrying("load watermarks", lambda: asyncio.to_thread(store.load), stop):
                 return
             fresh = FreshReads()
-            orders = OrdersPoller(
-                client,
-                producer,
-                store,
-                fresh=fresh,
-                settings=poller,
-                shop_id=shop.shop_id,
-                page_size=shop.page_size,
-                poll_run_id=self.poll_run_id,
-                beat=beat,
-            )
-            orders.restore()
+            orders, *backstops = [
+                ChangesPoller(
+                    client,
+                    producer,
+                    store,
+                    fresh=fresh,
+                    settings=poller,
+                    shop_id=shop.shop_id,
+                    page_size=shop.page_size,
+                    poll_run_id=self.poll_run_id,
+                    beat=beat,
+                    feed=feed,
+                )
+                for feed in (ORDERS, *BACKSTOP_FEEDS)
+            ]
+            for changes in (orders, *backstops):
+                changes.restore()
             scanners = {
                 resource: Scanner(
                     client,
@@ -129,6 +137,15 @@ class PollerService:
             )
             loops: list[Awaitable[None]] = [
                 self._every("orders", lambda: orders.poll_once(stop), poller.interval_s, stop),
+                *(
+                    self._every(
+                        changes.feed.resource,
+                        functools.partial(changes.poll_once, stop),
+                        poller.backstop_interval_s,
+                        stop,
+                    )
+                    for changes in backstops
+                ),
                 self._every(
                     "order_carriers",
                     lambda: scanners["order_carriers"].scan_once(stop),

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from connectors.prestashop.client import PrestaShopClient
-from ingest.prestashop_poller.orders import OrdersPoller
+from ingest.prestashop_poller.changes import ChangesPoller
 from pipeline.producer import PipelineProducer
 from pipeline.settings import KafkaSettings, PollerSettings, RegistrySettings
 from pipeline.topics import apply_topics
@@ -89,7 +89,7 @@ def poll_once(shop: SandboxServer, kafka_bootstrap: str, prefix: str) -> int:
                 store = WatermarkStore(kafka, producer, f"{prefix}state.watermarks")
                 await asyncio.to_thread(store.load)
                 settings = PollerSettings(topic_prefix=prefix, overlap_s=1)
-                poller = OrdersPoller(
+                poller = ChangesPoller(
                     client, producer, store, settings=settings, shop_id=1, page_size=50, poll_run_id="test"
                 )
                 poller.restore()

@@ -1,6 +1,9 @@
-"""The incremental orders loop: ``date_upd`` windows from the persisted watermark to "now" in shop time.
+"""The incremental loops: ``date_upd`` windows from the persisted watermark to "now" in shop time.
 
-One pass (:meth:`OrdersPoller.poll_once`):
+One loop per :class:`ChangeFeed`: ``orders`` (the order-to-cash path), and ``customers``, ``addresses``
+and ``products``, the backstop of their webhook notifications (a webhook the shop failed to send, or
+one written before the notification reader's lookback, would otherwise leave a change unread: they
+have no scan). One pass (:meth:`ChangesPoller.poll_once`):
 
 1. window ``[watermark - overlap, now]`` in shop time, both bounds inclusive (see ``window``);
 2. read it oldest first with keyset paging, never offset paging (see ``pages``): the rest of the
@@ -8,14 +11,20 @@ One pass (:meth:`OrdersPoller.poll_once`):
    ``date_upd=[T+1s, high]`` sorted ``[date_upd_ASC,id_ASC]``; repeat from that page's last row until a
    short page. A row that changes while the pass runs moves forward (to a later ``date_upd``), so it is
    read again later in this pass or in the next one: nothing shifts under the cursor;
-3. each version ``(id, date_upd)`` not already written is produced as an ``order.bundle`` (the order
-   with the related records the processors need, read per page, see ``bundles``), right after one
-   ``order_payment.bundle`` per payment it carries (registered first, so the version counts as
-   written only once its payments are acknowledged too);
+3. each version ``(id, date_upd)`` not already written is produced as its bundle (see ``bundles``):
+   an ``order.bundle`` (the order with the related records the processors need, read per page), right
+   after one ``order_payment.bundle`` per payment it carries (registered first, so the version counts
+   as written only once its payments are acknowledged too); a ``customer.bundle`` for a customer or
+   an address (of its customer, as the notification reader writes it: an address change does not
+   move the customer's ``date_upd``); a ``product.bundle`` for a product;
 4. the watermark advances to the ``date_upd`` of the last record of the acknowledged prefix (records
    are registered with an :class:`~ingest.prestashop_poller.window.AckTracker` in read order), and is
    persisted with the acknowledged versions of the overlap (the dedupe memory) every
    ``checkpoint_interval_s`` and at the end of the pass. It never moves backwards.
+
+Where a first run (no stored watermark) starts: the orders loop at ``start_at`` (the backfill); the
+other loops at their first pass's "now" minus the overlap, since they are a backstop of the
+notifications and not an initial load of the catalogue and the customer base.
 
 The overlap must exceed the shop's commit latency plus any skew between the shop's clock and ours
 (``now`` is our clock in the shop's zone): a row stamped up to ``overlap`` seconds before the watermark
@@ -35,15 +44,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 from connectors.prestashop.client import Fetched, PrestaShopClient
-from connectors.prestashop.models import Order
+from connectors.prestashop.models import Address, Customer, Order, Product, PsModel
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
 from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
 from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.pages import first_page
-from ingest.prestashop_poller.raw import produce_raw, snapshot
+from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, RawRecord, produce_raw, snapshot
 from ingest.prestashop_poller.window import (
     AckTracker,
     RecentVersions,
@@ -63,7 +72,27 @@ log = logging.getLogger(__name__)
 
 STAGE = "ingest-prestashop-poller"
 Position = tuple[datetime, int]
-"""``(date_upd, id)``: the read order of the orders loop."""
+"""``(date_upd, id)``: the read order of an incremental loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeed:
+    """A resource read by ``date_upd`` windows, and where its first run starts (module docstring)."""
+
+    model: type[PsModel]
+    first_run: Literal["start_at", "now"]
+
+    @property
+    def resource(self) -> str:
+        return self.model.RESOURCE
+
+
+ORDERS = ChangeFeed(Order, "start_at")
+CUSTOMERS = ChangeFeed(Customer, "now")
+ADDRESSES = ChangeFeed(Address, "now")
+PRODUCTS = ChangeFeed(Product, "now")
+BACKSTOP_FEEDS = (CUSTOMERS, ADDRESSES, PRODUCTS)
+"""The loops behind the customer and product notifications."""
 
 
 def watermark_key(shop_id: int, resource: str = "orders") -> str:
@@ -82,8 +111,8 @@ class PassReport:
     seconds: float
 
 
-class OrdersPoller:
-    """Polls ``orders`` by ``date_upd`` into ``raw.prestashop.orders``; see the module docstring."""
+class ChangesPoller:
+    """Polls one feed's resource by ``date_upd`` into its raw topic; see the module docstring."""
 
     def __init__(
         self,
@@ -98,7 +127,9 @@ class OrdersPoller:
         beat: Callable[[], None] = lambda: None,
         clock: Callable[[tzinfo], datetime] = shop_now,
         fresh: FreshReads | None = None,
+        feed: ChangeFeed = ORDERS,
     ) -> None:
+        self._feed = feed
         self._client = client
         self._fresh = fresh
         self._producer = producer
@@ -109,11 +140,13 @@ class OrdersPoller:
         self._run_id = poll_run_id
         self._beat = beat
         self._clock = clock
-        self._key = watermark_key(shop_id)
-        self._topic = f"{settings.topic_prefix}raw.prestashop.orders"
+        self._key = watermark_key(shop_id, feed.resource)
+        self._topic = f"{settings.topic_prefix}{RAW_TOPIC_BY_RESOURCE[feed.resource]}"
         start = parse_shop_time(settings.start_at)
         assert start is not None  # validated by PollerSettings
         self._watermark: datetime = start
+        # A first run of a backstop feed starts at its first pass's "now" instead (module docstring).
+        self._start_at_first_pass = feed.first_run == "now"
         self._confirmed = RecentVersions()
         self._restored = False
         self._bundles = BundleReader(client)
@@ -121,6 +154,10 @@ class OrdersPoller:
     def read_started(self) -> float | None:
         """The wall-clock stamp of a page read about to start (None without a FreshReads to tell)."""
         return self._fresh.now() if self._fresh is not None else None
+
+    @property
+    def feed(self) -> ChangeFeed:
+        return self._feed
 
     @property
     def watermark(self) -> datetime:
@@ -131,14 +168,20 @@ class OrdersPoller:
         """Take the watermark and dedupe memory from the loaded store; False when none was stored."""
         self._restored = True
         value = self._store.get(self._key)
+        first = "start_at" if self._feed.first_run == "start_at" else "the first pass's now"
         if value is None:
-            log.info("no stored watermark: starting at start_at", extra={"start_at": self._settings.start_at})
+            log.info(
+                "no stored watermark: starting at %s",
+                first,
+                extra={"resource": self._feed.resource, "start_at": self._settings.start_at},
+            )
             return False
         stored = parse_shop_time(str(value.get("watermark", "")))
         if stored is None:
-            log.warning("stored watermark unreadable: starting from start_at", extra={"key": self._key})
+            log.warning("stored watermark unreadable: starting at %s", first, extra={"key": self._key})
             return False
         self._watermark = stored
+        self._start_at_first_pass = False
         versions: list[Version] = []
         for item in value.get("recent", []):
             moment = parse_shop_time(str(item[1])) if isinstance(item, list) and len(item) == 2 else None
@@ -147,7 +190,11 @@ class OrdersPoller:
         self._confirmed = RecentVersions(versions)
         log.info(
             "resuming from stored watermark",
-            extra={"watermark": format_shop_time(stored), "recent_versions": len(versions)},
+            extra={
+                "resource": self._feed.resource,
+                "watermark": format_shop_time(stored),
+                "recent_versions": len(versions),
+            },
         )
         return True
 
@@ -162,10 +209,15 @@ class OrdersPoller:
             raise RuntimeError("restore() must run before the first pass")
         started = time.monotonic()
         zone = await self._client.shop_time_zone()
-        window = Window.after(self._watermark, overlap_s=self._settings.overlap_s, now=self._clock(zone))
+        now = self._clock(zone)
+        if self._start_at_first_pass:
+            self._watermark, self._start_at_first_pass = now.replace(microsecond=0), False
+        window = Window.after(self._watermark, overlap_s=self._settings.overlap_s, now=now)
         wall_started = time.time()  # after `now` was taken: a row stamped later may lie past the window
+        resource = self._feed.resource
         log.debug(
-            "orders pass started",
+            "%s pass started",
+            resource,
             extra={"window_low": format_shop_time(window.low), "window_high": format_shop_time(window.high)},
         )
         run = _Pass(self, window, started)
@@ -173,9 +225,11 @@ class OrdersPoller:
             await run.read(stop)
             remaining = await asyncio.to_thread(self._producer.flush, 30.0)
             if run.tracker.failure is not None:
-                raise RetryableError(f"orders pass: a record was not delivered: {run.tracker.failure}")
+                raise RetryableError(f"{resource} pass: a record was not delivered: {run.tracker.failure}")
             if remaining or run.tracker.pending:
-                raise RetryableError(f"orders pass: {max(remaining, run.tracker.pending)} records not acked")
+                raise RetryableError(
+                    f"{resource} pass: {max(remaining, run.tracker.pending)} records not acked"
+                )
             await run.checkpoint(force=True)
         except BaseException:
             # Keep what the broker did acknowledge; versions still in flight will be read again.
@@ -190,14 +244,14 @@ class OrdersPoller:
             else logging.DEBUG
         )
         fields = _report_fields(report) | {"started_at": wall_started, "ended_at": time.time()}
-        log.log(level, "orders pass done", extra=fields)
+        log.log(level, "%s pass done", resource, extra=fields)
         return report
 
 
 class _Pass:
     """The state of one pass: the cursor, the tracker, the versions in flight, progress counters."""
 
-    def __init__(self, poller: OrdersPoller, window: Window, started: float) -> None:
+    def __init__(self, poller: ChangesPoller, window: Window, started: float) -> None:
         self.p = poller
         self.window = window
         self.started = started
@@ -220,7 +274,7 @@ class _Pass:
                     sort=(Sort("id"),),
                 )
                 read_at = p.read_started()
-                rows = await first_page(p._client, Order, q, p._page_size)
+                rows: list[Fetched[Any]] = await first_page(p._client, p._feed.model, q, p._page_size)
                 await self.write(rows, read_at)
                 if rows:
                     last_id = rows[-1].model.id
@@ -232,7 +286,7 @@ class _Pass:
                 return
             q = Query(filters=(between("date_upd", rest.low, rest.high),), sort=tuple(CHANGE_ORDER))
             read_at = p.read_started()
-            rows = await first_page(p._client, Order, q, p._page_size)
+            rows = await first_page(p._client, p._feed.model, q, p._page_size)
             await self.write(rows, read_at)
             await self.after_page()
             if len(rows) < p._page_size:
@@ -241,28 +295,54 @@ class _Pass:
             assert last.date_upd is not None  # inside a BETWEEN window, so a real date
             cursor, last_id = last.date_upd, last.id
 
-    async def write(self, rows: list[Fetched[Order]], read_at: float | None = None) -> None:
+    async def write(self, rows: list[Fetched[Any]], read_at: float | None = None) -> None:
         """Write the bundles of the new versions among ``rows`` (read by a page read that started at
         ``read_at``, wall clock: notifications received before it need no read of their own)."""
         p = self.p
-        new: list[Fetched[Order]] = []
+        new: list[Fetched[Any]] = []
         for fetched in rows:
-            order = fetched.model
-            if order.date_upd is None:
+            model = fetched.model
+            if model.date_upd is None:
                 continue  # a zero date never matches a BETWEEN window; defensive only
-            version: Version = (order.id, order.date_upd.replace(microsecond=0))
+            version: Version = (model.id, model.date_upd.replace(microsecond=0))
             if version in p._confirmed or version in self.inflight_set:
                 self.duplicates += 1
                 MESSAGES.labels(STAGE, p._topic, "duplicate").inc()
                 continue
             new.append(fetched)
-        # The related rows are read after the orders page: they are at least as new as the order.
+        # The related rows are read after the page: they are at least as new as the row.
+        if p._feed is ORDERS:
+            written = await self._order_records(new)
+        else:
+            written = [(fetched, [await self._row_record(fetched)]) for fetched in new]
+        for fetched, records in written:
+            date_upd = fetched.model.date_upd.replace(microsecond=0)
+            # Every record of a version is registered at its position, the version's own last: the
+            # tracker's safe prefix reaches this version only once all of them were acknowledged.
+            for record in records:
+                ticket = self.tracker.register((date_upd, fetched.model.id))
+                produce_raw(
+                    p._producer,
+                    record,
+                    topic_prefix=p._settings.topic_prefix,
+                    on_delivery=self._on_delivery(ticket),
+                )
+            MESSAGES.labels(STAGE, p._topic, "ok").inc(len(records))
+            version = (fetched.model.id, date_upd)
+            self.inflight.append(version)
+            self.inflight_set.add(version)
+            self.written += 1
+        if p._fresh is not None and read_at is not None:
+            # Only the versions written now: a duplicate's bundle was read before this page.
+            p._fresh.record(p._feed.resource, [fetched.model.id for fetched in new], read_at)
+
+    async def _order_records(self, new: list[Fetched[Any]]) -> list[tuple[Fetched[Any], list[RawRecord]]]:
+        """Per new order version: its payment bundles, then its order bundle (read per page)."""
+        p = self.p
         bundles = await p._bundles.bundles(new)
+        written: list[tuple[Fetched[Any], list[RawRecord]]] = []
         for fetched, bundle in zip(new, bundles, strict=True):
             order = fetched.model
-            assert order.date_upd is not None  # filtered above
-            date_upd = order.date_upd.replace(microsecond=0)
-            version = (order.id, date_upd)
             correlation_id = uuid.uuid4().hex
             raw = snapshot(
                 shop_id=p._shop_id,
@@ -270,7 +350,7 @@ class _Pass:
                 node="order",
                 id_=order.id,
                 record=bundle,
-                date_upd=format_shop_time(date_upd),
+                date_upd=format_shop_time(order.date_upd.replace(microsecond=0)),
                 poll_run_id=p._run_id,
                 trigger="poll",
                 correlation_id=correlation_id,
@@ -283,25 +363,26 @@ class _Pass:
                 trigger="poll",
                 correlation_id=correlation_id,
             )
-            # The order bundle is registered after its payments at the same position: the tracker's
-            # safe prefix reaches this version only once all of them were acknowledged.
-            for record in (*payments, raw):
-                ticket = self.tracker.register((date_upd, order.id))
-                produce_raw(
-                    p._producer,
-                    record,
-                    topic_prefix=p._settings.topic_prefix,
-                    on_delivery=self._on_delivery(ticket),
-                )
-            if payments:
-                MESSAGES.labels(STAGE, p._topic, "ok").inc(len(payments))
-            self.inflight.append(version)
-            self.inflight_set.add(version)
-            self.written += 1
-            MESSAGES.labels(STAGE, p._topic, "ok").inc()
-        if p._fresh is not None and read_at is not None:
-            # Only the versions written now: a duplicate's bundle was read before this page.
-            p._fresh.record("orders", [fetched.model.id for fetched in new], read_at)
+            written.append((fetched, [*payments, raw]))
+        return written
+
+    async def _row_record(self, fetched: Fetched[Any]) -> RawRecord:
+        """The bundle of a customer, product or address row, as the notification reader writes it."""
+        p = self.p
+        model, record, kind = await p._bundles.for_row(fetched)
+        date_upd = getattr(model, "date_upd", None)
+        return snapshot(
+            shop_id=p._shop_id,
+            resource=model.RESOURCE,
+            node=type(model).NODE,
+            id_=model.id,
+            record=record,
+            date_upd=format_shop_time(date_upd) if date_upd is not None else None,
+            poll_run_id=p._run_id,
+            trigger="poll",
+            correlation_id=uuid.uuid4().hex,
+            kind=kind,
+        )
 
     def _on_delivery(self, ticket: int) -> Callable[[Delivery], None]:
         tracker = self.tracker
@@ -317,13 +398,16 @@ class _Pass:
     async def after_page(self) -> None:
         self.p._beat()
         if self.tracker.failure is not None:
-            raise RetryableError(f"orders pass: a record was not delivered: {self.tracker.failure}")
+            raise RetryableError(
+                f"{self.p._feed.resource} pass: a record was not delivered: {self.tracker.failure}"
+            )
         now = time.monotonic()
         if now - self.last_progress >= self.p._settings.progress_interval_s:
             self.last_progress = now
             elapsed = max(now - self.started, 1e-9)
             log.info(
-                "orders backfill progress",
+                "%s backfill progress",
+                self.p._feed.resource,
                 extra={
                     "written": self.written,
                     "duplicates": self.duplicates,
