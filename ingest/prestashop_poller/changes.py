@@ -11,7 +11,8 @@ have no scan). One pass (:meth:`ChangesPoller.poll_once`):
    ``date_upd=[T+1s, high]`` sorted ``[date_upd_ASC,id_ASC]``; repeat from that page's last row until a
    short page. A row that changes while the pass runs moves forward (to a later ``date_upd``), so it is
    read again later in this pass or in the next one: nothing shifts under the cursor;
-3. each version ``(id, date_upd)`` not already written is produced as its bundle (see ``bundles``):
+3. each version ``(id, date_upd)`` not already written is produced as its bundle (see ``bundles``;
+   a backstop feed also skips a version a notification's read, started after it, already wrote):
    an ``order.bundle`` (the order with the related records the processors need, read per page), right
    after one ``order_payment.bundle`` per payment it carries (registered first, so the version counts
    as written only once its payments are acknowledged too); a ``customer.bundle`` for a customer or
@@ -220,7 +221,7 @@ class ChangesPoller:
             resource,
             extra={"window_low": format_shop_time(window.low), "window_high": format_shop_time(window.high)},
         )
-        run = _Pass(self, window, started)
+        run = _Pass(self, window, started, zone)
         try:
             await run.read(stop)
             remaining = await asyncio.to_thread(self._producer.flush, 30.0)
@@ -251,8 +252,9 @@ class ChangesPoller:
 class _Pass:
     """The state of one pass: the cursor, the tracker, the versions in flight, progress counters."""
 
-    def __init__(self, poller: ChangesPoller, window: Window, started: float) -> None:
+    def __init__(self, poller: ChangesPoller, window: Window, started: float, zone: tzinfo) -> None:
         self.p = poller
+        self.zone = zone
         self.window = window
         self.started = started
         self.tracker: AckTracker[Position] = AckTracker()
@@ -305,7 +307,7 @@ class _Pass:
             if model.date_upd is None:
                 continue  # a zero date never matches a BETWEEN window; defensive only
             version: Version = (model.id, model.date_upd.replace(microsecond=0))
-            if version in p._confirmed or version in self.inflight_set:
+            if version in p._confirmed or version in self.inflight_set or self.answered(model):
                 self.duplicates += 1
                 MESSAGES.labels(STAGE, p._topic, "duplicate").inc()
                 continue
@@ -335,6 +337,19 @@ class _Pass:
         if p._fresh is not None and read_at is not None:
             # Only the versions written now: a duplicate's bundle was read before this page.
             p._fresh.record(p._feed.resource, [fetched.model.id for fetched in new], read_at)
+
+    def answered(self, model: Any) -> bool:
+        """Whether a backstop feed's row version was already written by a read that started after it
+        (a notification's, recorded in FreshReads once acknowledged): its bundle is not read again.
+
+        The version changed at the latest by the end of its ``date_upd`` second, in the shop's zone.
+        The orders loop, the fast and authoritative path of orders, always writes.
+        """
+        p = self.p
+        if p._feed is ORDERS or p._fresh is None:
+            return False
+        changed_by = model.date_upd.replace(microsecond=0, tzinfo=self.zone).timestamp() + 1.0
+        return p._fresh.answered(p._feed.resource, model.id, changed_by)
 
     async def _order_records(self, new: list[Fetched[Any]]) -> list[tuple[Fetched[Any], list[RawRecord]]]:
         """Per new order version: its payment bundles, then its order bundle (read per page)."""
