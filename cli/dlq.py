@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -35,6 +34,13 @@ from typing import Any, TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from cli.write_guards import (
+    add_write_guards,
+    confirmed,
+    positive_float,
+    require_confirmation_possible,
+)
+from cli.write_guards import operator as operator_name
 from pipeline.dlq_admin import (
     Coordinates,
     DlqEntry,
@@ -42,7 +48,6 @@ from pipeline.dlq_admin import (
     LiveEntries,
     OutgoingRecord,
     UnusableEntry,
-    check_operator,
     parse_coordinates,
     parse_time,
     preview_value,
@@ -170,7 +175,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     _add_reading(replay)
     _add_filters(replay)
-    _add_write_guards(replay, verb="replay")
+    add_write_guards(replay, verb="replay")
     replay.add_argument(
         "--by",
         metavar="NAME",
@@ -186,7 +191,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     _add_reading(purge)
     _add_filters(purge)
-    _add_write_guards(purge, verb="purge")
+    add_write_guards(purge, verb="purge")
     purge.add_argument("--all", action="store_true", help="purge every entry of the chosen topics")
     purge.set_defaults(handler=_purge)
 
@@ -194,7 +199,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _add_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="give up reading (or reaching) the cluster after this long (default: 30)",
@@ -224,24 +229,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--limit", type=_positive_int, metavar="N", help="at most the first N matches")
 
 
-def _add_write_guards(parser: argparse.ArgumentParser, *, verb: str) -> None:
-    parser.add_argument("--dry-run", action="store_true", help=f"print what {verb} would do, write nothing")
-    parser.add_argument(
-        "--yes", action="store_true", help="do not ask for confirmation (needed when stdin is not a terminal)"
-    )
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -304,22 +295,6 @@ def dlq_topic_names(
 
 def _catalogue_dlq_names() -> list[str]:
     return [topic.name for topic in load_catalogue().topics if topic.name.startswith(DLQ_PREFIX)]
-
-
-def _require_confirmation_possible(args: argparse.Namespace, verb: str) -> None:
-    # Refuse before touching the cluster: a script without --yes must not hang on a prompt nobody sees.
-    if not args.dry_run and not args.yes and not sys.stdin.isatty():
-        raise ConfigError(
-            f"{verb} writes to Kafka: confirm with --yes, or preview with --dry-run "
-            "(stdin is not a terminal to ask on)"
-        )
-
-
-def _confirmed(args: argparse.Namespace, question: str) -> bool:
-    if args.yes:
-        return True
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    return input().strip().lower() in ("y", "yes")
 
 
 # -- reading the DLQ --------------------------------------------------------------------------------
@@ -640,16 +615,6 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator(args: argparse.Namespace) -> str:
-    name = args.by if args.by is not None else os.environ.get("USER", "")
-    if not name:
-        raise ConfigError("say who replays: --by NAME (recorded in dlq.replayed_by; $USER is not set)")
-    try:
-        return check_operator(name)
-    except ValueError as exc:
-        raise ConfigError(f"--by: {exc}") from None
-
-
 @dataclass(frozen=True)
 class _Plan:
     entry: DlqEntry
@@ -658,8 +623,8 @@ class _Plan:
 
 def _replay(args: argparse.Namespace) -> int:
     selected, topics = _chosen(args)
-    operator = _operator(args)
-    _require_confirmation_possible(args, "replay")
+    operator = operator_name(args, verb="replays", recorded_in="dlq.replayed_by")
+    require_confirmation_possible(args, "replay")
     settings = load_settings()
     reader = KafkaReader(settings.kafka, timeout_s=args.timeout)
     try:
@@ -709,7 +674,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 0 if usable and not unusable else 1
     if not usable:
         return 1
-    if not _confirmed(args, f"replay {len(usable)} entries to {_destinations(usable)}?"):
+    if not confirmed(args, f"replay {len(usable)} entries to {_destinations(usable)}?"):
         print("psinfor: nothing replayed", file=sys.stderr)
         return 1
     progress = Progress("replay", len(usable), sys.stderr)
@@ -748,7 +713,7 @@ def _purge(args: argparse.Namespace) -> int:
             "purge removes entries for good: choose them with a filter (--id, --stage, --reason, --key, "
             "--source-topic, --since, --until), or pass --all to purge every entry of the chosen topics"
         )
-    _require_confirmation_possible(args, "purge")
+    require_confirmation_possible(args, "purge")
     settings = load_settings()
     reader = KafkaReader(settings.kafka, timeout_s=args.timeout)
     try:
@@ -774,7 +739,7 @@ def _purge(args: argparse.Namespace) -> int:
         return 0 if plans and not unusable else 1
     if not plans:
         return 1
-    if not _confirmed(args, f"purge {len(plans)} DLQ entries for good?"):
+    if not confirmed(args, f"purge {len(plans)} DLQ entries for good?"):
         print("psinfor: nothing purged", file=sys.stderr)
         return 1
     progress = Progress("purge", len(plans), sys.stderr)

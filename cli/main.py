@@ -26,13 +26,41 @@ Run `psinfor <command> --help` for the details of each command.
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree; each group module adds its own parser."""
-    from cli import config, demo, dev, dlq, ingest, lag, process, rules, sandbox, schemas, sink, topics
+    from cli import (
+        config,
+        demo,
+        dev,
+        dlq,
+        ingest,
+        lag,
+        process,
+        review,
+        rules,
+        sandbox,
+        schemas,
+        sink,
+        topics,
+    )
 
     parser = argparse.ArgumentParser(
         prog="psinfor", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     subcommands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for group in (config, dev, demo, topics, schemas, rules, sandbox, ingest, process, sink, lag, dlq):
+    for group in (
+        config,
+        dev,
+        demo,
+        topics,
+        schemas,
+        rules,
+        sandbox,
+        ingest,
+        process,
+        sink,
+        lag,
+        dlq,
+        review,
+    ):
         group.register(subcommands)
     return parser
 

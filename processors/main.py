@@ -31,10 +31,14 @@ from processors import FLOWS
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
 from processors.erp_links import LINKS_TOPIC, ErpLinkStore
 from processors.history import DEFAULT_SEED_TAIL, HISTORY_TOPICS, AnomalyHistory, seed_history
+from processors.review_decisions import DECISIONS_TOPIC, DecisionFollower
 from processors.runner import Flow, register_flow
 from rules.engine import Rules, load_rules
 
 log = logging.getLogger(__name__)
+
+DECISIONS_POLL_S = 1.0
+"""How often a worker applies new review decisions (a released order's next version flows after it)."""
 
 __all__ = ["FLOWS", "FlowResources", "add_arguments", "main", "options_from", "resolve_flow", "run"]
 
@@ -217,8 +221,18 @@ def run(
         if history_tail > 0 and any(flow.record in HISTORY_TOPICS for flow in flows):
             actual = {record: options.topic(name) for record, name in HISTORY_TOPICS.items()}
             seed_history(history, settings.kafka, app.registry, actual, per_partition=history_tail)
-        for flow in flows:
-            register_flow(app, flow, history=history, held_tail=history_tail)
+        runners = [register_flow(app, flow, history=history, held_tail=history_tail) for flow in flows]
+        follower: DecisionFollower | None = None
+        if any(runner.review_output is not None for runner in runners):
+            # After the held keys were seeded: a release read now un-holds them before any event.
+            follower = DecisionFollower(history, settings.kafka, options.topic(DECISIONS_TOPIC))
+            follower.catch_up()
+            following = follower
+
+            @app.faust.timer(DECISIONS_POLL_S)  # type: ignore[untyped-decorator]
+            async def follow_review_decisions() -> None:
+                following.poll_new()
+
     except BaseException:
         resources.close()
         raise
@@ -250,6 +264,8 @@ def run(
         code = exc.code if isinstance(exc.code, int) else 0
     finally:
         server.stop()
+        if follower is not None:
+            follower.close()
         resources.close()
         app.start_offsets.close()
         if options.datadir is None:  # the temporary directory faust_app made for this run

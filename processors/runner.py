@@ -265,6 +265,11 @@ class FlowRunner(Generic[ModelT]):
         )
         self._counters: dict[tuple[str, str], Any] = {}
 
+    @property
+    def review_output(self) -> str | None:
+        """The review topic this flow holds records on (None: it never holds any)."""
+        return self._review_output
+
     async def handle(self, records: Sequence[SourceRecord]) -> None:
         """Process one batch; returns only when all its effects are durable (see the module docstring)."""
         flow = self.flow
@@ -354,6 +359,9 @@ class FlowRunner(Generic[ModelT]):
                 ("causation_id", causation),
                 ("flow", flow_name),
             ]
+            if topic != self._output:
+                # What a restarted worker seeds its held versions from (processors/history.py).
+                headers.append(("version", str(datum["meta"]["version"]).encode()))
             delivery.expect()
             try:
                 self._producer.produce(topic, key_bytes, value, headers, delivery.on_delivery)
@@ -368,10 +376,13 @@ class FlowRunner(Generic[ModelT]):
 
     def _destination(self, datum: AvroDatum, key: bytes) -> str:
         """The actual topic of ``datum``: the review topic when its anomaly flags call for review, or
-        when an earlier version of its key was held there (held stays held: nothing releases it yet)."""
+        when an earlier version of its key was held there (held stays held until a person releases it:
+        processors/review_decisions.py)."""
         if self._review_output is None:
             return self._output
         if self._history.held(self.flow.record, key):
+            # The newest held version: a release of an older one leaves the key held.
+            self._history.hold(self.flow.record, key, int(datum["meta"]["version"]))
             return self._review_output
         flags = datum.get("anomalies")
         if not flags:
@@ -380,7 +391,7 @@ class FlowRunner(Generic[ModelT]):
         if self._rules.anomalies.destination(anomalies, self.flow.output) == self.flow.output:
             return self._output
         # Before the produce: a later version of the key, handled once this one is, must follow it.
-        self._history.hold(self.flow.record, key)
+        self._history.hold(self.flow.record, key, int(datum["meta"]["version"]))
         return self._review_output
 
     async def _dead_letter(self, record: SourceRecord, error: InvalidMessage) -> None:

@@ -636,3 +636,41 @@ def test_latency_from_webhook_to_infor_sales_order_confirmed(stack: RunningStack
         f"the shop's order.created webhook took {percentiles(webhook_delay)} to arrive; "
         f"goal p99 <= 1 s; {RATE_PER_S:g} orders/s on a shared 2-core machine"
     )
+
+
+def test_a_held_order_released_by_a_person_becomes_exactly_one_infor_sales_order(
+    stack: RunningStack, run: Run
+) -> None:
+    """Last in the module: the checks above rely on every held order being nowhere in Infor."""
+    held = [placed for placed in run.placed if placed.key in run.reviewed]
+    assert held, "the run held no order for review; the anomaly rules or the traffic changed"
+    chosen = held[0]
+    renames = [
+        f"--topic={name}={stack.topics.actual(name)}"
+        for name in ("review.order.v1", "canonical.order.v1", "state.review-decisions")
+    ]
+    listed = stack.psinfor("review", "list", *renames)
+    assert listed.returncode == 0, listed.stderr
+    pending = [line.split()[0] for line in listed.stdout.splitlines()[1:] if line.endswith("pending")]
+    assert sorted(pending) == sorted(run.reviewed)
+
+    started = time.monotonic()
+    released = stack.psinfor("review", "release", chosen.key, "--by", "e2e", "--yes", *renames)
+    assert released.returncode == 0, released.stdout + released.stderr
+    [head] = stack.wait_until(
+        lambda: stack.infor.orders(customer_order_number=chosen.reference),
+        CREATED_TIMEOUT_S,
+        f"the released order {chosen.reference} in M3",
+    )
+    released_s = time.monotonic() - started
+    time.sleep(5.0)  # a second creation would show by now
+    again = stack.psinfor("review", "release", chosen.key, "--by", "e2e", "--yes", *renames)
+    print(
+        f"\nreview: {len(pending)} orders pending; released {chosen.key} ({chosen.reference}) -> M3 order "
+        f"{head['ORNO']} after {released_s:.1f} s; a second release: {again.stdout.strip()!r}"
+    )
+    assert len(stack.infor.orders(customer_order_number=chosen.reference)) == 1
+    assert again.returncode == 0
+    assert "already released" in again.stdout
+    others = [placed for placed in held[1:] if stack.infor.orders(customer_order_number=placed.reference)]
+    assert others == []  # the other held orders are still nowhere in Infor
