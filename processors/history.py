@@ -15,14 +15,12 @@ At start the worker seeds it from the tail of ``canonical.order.v1``, ``canonica
 ``canonical.inventory.v1`` (the last N records of each partition, decoded with the Avro codec, oldest
 first: :func:`seed_history`), so a restart does not forget the shops' recent orders.
 
-It also remembers which keys were held for review, with the newest version held (``hold``/``held``):
+It also remembers which keys are held for review, with the newest version held (``hold``/``held``):
 held stays held, so a later version of a held order, unflagged because the history moved on, goes to
 the review topic too instead of reaching Infor past its held version (seen in the end-to-end run),
-until a person releases the newest held version (``release``, from ``state.review-decisions``, see
-``processors/review_decisions.py``). At start they are seeded from the review topic's tail
-(:func:`seed_holds`; the ``version`` header of each held record). A key held by another worker since
-this one started is not known here until it restarts (orders are keyed by order, so one worker owns a
-key's partition).
+until a person releases the newest held version (``release``). Every worker learns the holds of all
+workers and the releases from the review and decision topics (``processors/review_decisions.py``), so
+a key keeps its hold when its partition moves to another worker.
 
 Flags computed from it are advisory: they depend on what this history held when the event was mapped
 (what the worker emitted since its start plus the seeded tail, never the other workers' partitions),
@@ -40,7 +38,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from pipeline.errors import InvalidMessage, RetryableError
@@ -88,10 +86,17 @@ class AnomalyHistory:
         self._prices: dict[tuple[str, str], CataloguePrice] = {}
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._held: dict[tuple[str, bytes], int] = {}
+        self._released: dict[tuple[str, bytes], int] = {}
 
     def hold(self, record: str, key: bytes, version: int = UNKNOWN_VERSION) -> None:
-        """Version ``version`` of ``key`` went to the review topic: its later versions follow it."""
+        """Version ``version`` of ``key`` went to the review topic: its later versions follow it.
+
+        A version a person already released is not held again (the review and decision topics are
+        read side by side, so a held record can be read after the release that covers it)."""
         where = (record, key)
+        released = self._released.get(where)
+        if released is not None and version <= released:
+            return
         self._held[where] = max(version, self._held.get(where, UNKNOWN_VERSION))
 
     def held(self, record: str, key: bytes) -> bool:
@@ -103,6 +108,7 @@ class AnomalyHistory:
         """A person released ``version`` of ``key``: un-hold it, unless a later version was held since
         (that one waits for its own decision). True when the key is no longer held."""
         where = (record, key)
+        self._released[where] = max(version, self._released.get(where, UNKNOWN_VERSION))
         newest = self._held.get(where)
         if newest is None or newest > version:
             return False
@@ -163,8 +169,6 @@ class TailRecord:
     timestamp_ms: int
     value: bytes
     key: bytes | None = None
-    version: int | None = None
-    """The record's ``version`` header, when it has a readable one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +264,7 @@ def _read_tail(consumer: Consumer, topic: str, per_partition: int, timeout_s: fl
                 continue
             value = message.value()
             if partition in ends and offset < ends[partition] and value is not None:
-                timestamp = message.timestamp()[1]
-                found.append(
-                    TailRecord(partition, offset, timestamp, value, message.key(), _version_of(message))
-                )
+                found.append(TailRecord(partition, offset, message.timestamp()[1], value, message.key()))
             if offset + 1 >= ends.get(partition, 0):
                 ends.pop(partition, None)
     if ends:
@@ -273,39 +274,6 @@ def _read_tail(consumer: Consumer, topic: str, per_partition: int, timeout_s: fl
         )
     found.sort(key=lambda item: (item.timestamp_ms, item.partition, item.offset))
     return found
-
-
-def _version_of(message: Message) -> int | None:
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    for name, value in pairs:
-        if name == "version" and isinstance(value, bytes):
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def seed_holds(
-    history: AnomalyHistory,
-    kafka: KafkaSettings,
-    record: str,
-    review_topic: str,
-    *,
-    per_partition: int = DEFAULT_SEED_TAIL,
-    timeout_s: float = 60.0,
-) -> int:
-    """Remember every key on the tail of the review topic as held (see :meth:`AnomalyHistory.held`),
-    at the newest version its records' ``version`` headers name; returns how many keys."""
-    tail = read_tail(kafka, review_topic, per_partition, timeout_s=timeout_s)
-    keys: set[bytes] = set()
-    for item in tail:
-        if item.key is not None:
-            keys.add(item.key)
-            history.hold(record, item.key, item.version if item.version is not None else UNKNOWN_VERSION)
-    log.info("held keys seeded", extra={"topic": review_topic, "keys": len(keys)})
-    return len(keys)
 
 
 def seed_history(

@@ -31,7 +31,7 @@ from processors import FLOWS
 from processors.app import STAGE, ProcessorApp, ProcessorOptions, build_app
 from processors.erp_links import LINKS_TOPIC, ErpLinkStore
 from processors.history import DEFAULT_SEED_TAIL, HISTORY_TOPICS, AnomalyHistory, seed_history
-from processors.review_decisions import DECISIONS_TOPIC, DecisionFollower
+from processors.review_decisions import DECISIONS_TOPIC, ReviewFollower
 from processors.runner import Flow, register_flow
 from rules.engine import Rules, load_rules
 
@@ -221,11 +221,18 @@ def run(
         if history_tail > 0 and any(flow.record in HISTORY_TOPICS for flow in flows):
             actual = {record: options.topic(name) for record, name in HISTORY_TOPICS.items()}
             seed_history(history, settings.kafka, app.registry, actual, per_partition=history_tail)
-        runners = [register_flow(app, flow, history=history, held_tail=history_tail) for flow in flows]
-        follower: DecisionFollower | None = None
-        if any(runner.review_output is not None for runner in runners):
-            # After the held keys were seeded: a release read now un-holds them before any event.
-            follower = DecisionFollower(history, settings.kafka, options.topic(DECISIONS_TOPIC))
+        runners = [register_flow(app, flow, history=history) for flow in flows]
+        follower: ReviewFollower | None = None
+        reviewed = {r.review_output: r.flow.record for r in runners if r.review_output is not None}
+        if reviewed:
+            # Before any event: the keys held (by any worker) and released so far.
+            follower = ReviewFollower(
+                history,
+                settings.kafka,
+                review_topics=reviewed,
+                decisions_topic=options.topic(DECISIONS_TOPIC),
+                tail=max(history_tail, 1),
+            )
             follower.catch_up()
             following = follower
 

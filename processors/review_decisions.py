@@ -15,11 +15,12 @@ stopped there is finished by the next ``psinfor review release``), ``released`` 
 ``version`` is the held datum's ``meta.version``: a decision covers every held version up to it, and a
 version held later (flagged again, or held while the person decided) is pending again.
 
-Every processor worker follows the whole topic (:class:`DecisionFollower`, no consumer group): read to
-its end at start, after the held keys were seeded from the review topic, then polled every second on
-the worker's event loop. A ``released`` decision covering the newest version a worker held of a key
-un-holds that key, so its next versions reach the canonical topic again without a restart, on whichever
-worker owns the key.
+Every processor worker follows, without a consumer group (:class:`ReviewFollower`), the review topics
+of its flows (each held record: its key is held at the version of its ``version`` header) and the
+whole decisions topic: read to their ends at start, then polled every second on the worker's event
+loop. A ``released`` decision covering the newest version held of a key un-holds it, so its next
+versions reach the canonical topic again without a restart; and a key held by one worker is held by
+all, so it stays held when its partition moves to another worker.
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.errors import RetryableError
 from pipeline.kafka_config import librdkafka_config
 from pipeline.settings import KafkaSettings
-from processors.history import AnomalyHistory
+from processors.history import UNKNOWN_VERSION, AnomalyHistory
 
 log = logging.getLogger(__name__)
 
@@ -111,93 +113,122 @@ def apply_decision(history: AnomalyHistory, decision: Decision) -> bool:
     return history.release(decision.record, decision.key.encode(), decision.version)
 
 
-class DecisionFollower:
-    """Follows every partition of the decisions topic and applies them to one worker's history.
+class ReviewFollower:
+    """Follows the review topics (holds) and the decisions topic (releases) for one worker's history.
 
-    Not thread-safe: :meth:`catch_up` runs before the worker starts, :meth:`poll_new` on its event loop
-    (the history's only thread). ``consume`` never blocks there: it takes what the client fetched.
+    Every partition of each is assigned (no group): a review topic from its last ``tail`` records, the
+    decisions from their beginning. Not thread-safe: :meth:`catch_up` runs before the worker starts,
+    :meth:`poll_new` on its event loop (the history's only thread); ``consume`` never blocks there.
     """
 
-    def __init__(self, history: AnomalyHistory, kafka: KafkaSettings, topic: str) -> None:
-        config = librdkafka_config(kafka, client_id_suffix="processors-review-decisions")
+    def __init__(
+        self,
+        history: AnomalyHistory,
+        kafka: KafkaSettings,
+        *,
+        review_topics: Mapping[str, str],
+        decisions_topic: str,
+        tail: int,
+    ) -> None:
+        config = librdkafka_config(kafka, client_id_suffix="processors-review")
         config.update(
             {
                 # Required by librdkafka; partitions are assigned, nothing is ever committed.
-                "group.id": "psinfor-processors-review-decisions",
+                "group.id": "psinfor-processors-review",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
             }
         )
         self._history = history
-        self._topic = topic
+        self._records = dict(review_topics)
+        """actual review topic → the canonical record held there"""
+        self._decisions = decisions_topic
+        self._tail = tail
         self._consumer = Consumer(config)
         self._following = False
 
-    def catch_up(self, timeout_s: float = 60.0) -> int:
-        """Assign every partition from its beginning and apply all decisions up to the current ends;
-        returns how many keys were released. A missing topic is logged (nothing is released then, held
-        keys stay held); RetryableError when the broker does not answer."""
+    def catch_up(self, timeout_s: float = 60.0) -> FollowCount:
+        """Assign every partition and apply what is there up to the current ends (holds, then the
+        releases read alongside). A missing decisions topic is logged: nothing can be released then.
+        RetryableError when the broker does not answer."""
         deadline = time.monotonic() + timeout_s
         try:
-            described = self._consumer.list_topics(timeout=timeout_s).topics.get(self._topic)
+            topics = self._consumer.list_topics(timeout=timeout_s).topics
+            starts: list[TopicPartition] = []
+            waiting: set[tuple[str, int]] = set()
+            for topic in (*self._records, self._decisions):
+                described = topics.get(topic)
+                if described is None or described.error is not None or not described.partitions:
+                    if topic == self._decisions:
+                        log.error(
+                            "review decisions topic missing: held orders cannot be released; create it "
+                            "with `psinfor topics apply`",
+                            extra={"topic": topic},
+                        )
+                    continue
+                for partition in sorted(described.partitions):
+                    low, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=timeout_s, cached=False
+                    )
+                    start = low if topic == self._decisions else max(low, high - self._tail)
+                    starts.append(TopicPartition(topic, partition, start))
+                    if high > start:
+                        waiting.add((topic, partition))
         except KafkaException as exc:
-            raise RetryableError(f"reading {self._topic}: {exc}") from exc
-        if described is None or described.error is not None or not described.partitions:
-            log.error(
-                "review decisions topic missing: held orders cannot be released; create it with "
-                "`psinfor topics apply`",
-                extra={"topic": self._topic},
-            )
-            return 0
-        partitions = sorted(described.partitions)
-        self._consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions])
+            raise RetryableError(f"reading the review topics: {exc}") from exc
+        self._consumer.assign(starts)
         self._following = True
-        waiting = set(partitions)
-        released = 0
+        count = FollowCount()
         while waiting and time.monotonic() < deadline:
             for message in self._consumer.consume(500, timeout=0.5):
+                where = (str(message.topic()), message.partition() or 0)
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        waiting.discard(message.partition() or 0)
+                        waiting.discard(where)
                     elif error.fatal():
                         raise KafkaException(error)
                     continue
-                released += self._apply(message.key(), message.value())
+                count = count + self._apply(message)
         if waiting:
             log.warning(
-                "review decisions not read to their end in time; the rest follow while running",
-                extra={"topic": self._topic, "partitions": sorted(waiting)},
+                "review topics not read to their end in time; the rest follows while running",
+                extra={"partitions": sorted(f"{t}:{p}" for t, p in waiting)},
             )
-        log.info("review decisions read", extra={"topic": self._topic, "released_keys": released})
-        return released
+        log.info("review holds and decisions read", extra={"held": count.held, "released": count.released})
+        return count
 
-    def poll_new(self, max_records: int = 500) -> int:
-        """Apply the decisions fetched since the last call, without waiting; returns keys released."""
+    def poll_new(self, max_records: int = 500) -> FollowCount:
+        """Apply what was fetched since the last call, without waiting."""
+        count = FollowCount()
         if not self._following:
-            return 0
-        released = 0
+            return count
         for message in self._consumer.consume(max_records, timeout=0):
             error = message.error()
             if error is None:
-                released += self._apply(message.key(), message.value())
+                count = count + self._apply(message)
             elif error.fatal():
                 raise KafkaException(error)
-        return released
+        return count
 
     def close(self) -> None:
         self._consumer.close()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> int:
-        if value is None:
-            return 0  # a tombstone: the decisions were cleared, what is held stays held
+    def _apply(self, message: Message) -> FollowCount:
+        key, value = message.key(), message.value()
+        if key is None or value is None:
+            return FollowCount()
+        record = self._records.get(str(message.topic()))
+        if record is not None:
+            self._history.hold(record, key, _version_header(message))
+            return FollowCount(held=1)
         try:
             decision = Decision.from_bytes(value)
         except ValueError as exc:
             log.warning("unreadable review decision skipped", extra={"key": key, "error": str(exc)})
-            return 0
+            return FollowCount()
         if not apply_decision(self._history, decision):
-            return 0
+            return FollowCount()
         log.info(
             "held key released",
             extra={
@@ -207,4 +238,28 @@ class DecisionFollower:
                 "by": decision.by,
             },
         )
-        return 1
+        return FollowCount(released=1)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowCount:
+    """Review records applied as holds, and keys released."""
+
+    held: int = 0
+    released: int = 0
+
+    def __add__(self, other: FollowCount) -> FollowCount:
+        return FollowCount(self.held + other.held, self.released + other.released)
+
+
+def _version_header(message: Message) -> int:
+    """The held version a review record names in its ``version`` header (unknown: any release covers it)."""
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
+        if name == "version" and isinstance(value, bytes):
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return UNKNOWN_VERSION

@@ -65,7 +65,7 @@ from pipeline.producer import Delivery, PipelineProducer
 from pipeline.records import Headers, SourceRecord
 from pipeline.retry import Backoff
 from processors.app import ProcessorApp
-from processors.history import AnomalyHistory, seed_holds
+from processors.history import AnomalyHistory
 from processors.offsets import Admission, DurableCommitConsumer, GroupStartOffsets
 from processors.staleness import VersionTable, declare_versions_table, source_partitions
 from rules.anomalies import Anomaly
@@ -468,13 +468,12 @@ def source_record(message: Any) -> SourceRecord:
 
 
 def register_flow(
-    app: ProcessorApp, flow: Flow[Any], history: AnomalyHistory | None = None, *, held_tail: int = 0
+    app: ProcessorApp, flow: Flow[Any], history: AnomalyHistory | None = None
 ) -> FlowRunner[Any]:
     """Add ``flow`` to the faust app: its raw-bytes source topics, version table and agent.
 
-    ``history``: the worker's shared :class:`AnomalyHistory` (see :class:`FlowRunner`); with
-    ``held_tail`` > 0 and a review topic for the flow, the keys on that topic's last ``held_tail``
-    records per partition are remembered as held first, so a restarted worker keeps them held.
+    ``history``: the worker's shared :class:`AnomalyHistory` (see :class:`FlowRunner`); the keys held
+    for review are fed to it by ``processors/review_decisions.py``'s follower.
 
     Reads the source topics' partition count from the broker (the version table is co-partitioned
     with them); raises ConfigError when a source topic is missing or the sources differ.
@@ -483,8 +482,6 @@ def register_flow(
     sources = tuple(options.topic(name) for name in flow.sources)
     output = options.topic(flow.output)
     review_output = _review_output(app.rules, flow, options.topic)
-    if history is not None and review_output is not None and held_tail > 0:
-        seed_holds(history, app.settings.kafka, flow.record, review_output, per_partition=held_tail)
     partitions = source_partitions(app.settings.kafka, sources)
     table = declare_versions_table(app.faust, flow.name, partitions=partitions)
     # Before the worker starts: no commit of these topics may pass what this flow made durable.

@@ -26,7 +26,8 @@ from confluent_kafka import Producer
 
 from pipeline.settings import KafkaSettings, RegistrySettings
 from processors import prestashop_orders as orders_flow
-from processors.history import AnomalyHistory, seed_holds
+from processors.history import AnomalyHistory
+from processors.review_decisions import RELEASED, Decision, ReviewFollower
 from rules.engine import load_rules
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import SubjectSchema, register_schemas, registry_client
@@ -156,20 +157,48 @@ def test_a_seeded_history_flags_the_outlier_and_routes_it_to_review(
     assert "order value 65.880000 EUR vs median 11.880000 EUR for shop 1 over 30 orders" in reason
 
 
-def test_a_restarted_worker_knows_the_held_keys_from_the_review_topic(
+def test_a_worker_knows_every_held_key_and_every_release_from_the_topics_at_start_and_while_running(
     kafka_bootstrap: str, new_topic: NewTopicFactory
 ) -> None:
-    review = new_topic(partitions=2)
+    review, decisions = new_topic(partitions=2), new_topic()
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for key in (b"1:7", b"1:8", b"1:7"):
-        producer.produce(review, key=key, value=b"held order bytes")
+    for key, version in ((b"1:7", b"100"), (b"1:8", b"100"), (b"1:7", b"200")):
+        producer.produce(review, key=key, value=b"held order bytes", headers=[("version", version)])
+    producer.produce(review, key=b"1:6", value=b"held before records carried a version")
     producer.produce(review, key=None, value=b"no key: nothing to hold")
+    released = Decision("Order", "1:8", RELEASED, 100, "e", "tester", "2026-11-27T10:00:00.000Z")
+    producer.produce(decisions, key=released.topic_key, value=released.to_bytes())
     assert producer.flush(10) == 0
     history = AnomalyHistory()
+    follower = ReviewFollower(
+        history,
+        KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        review_topics={review: "Order"},
+        decisions_topic=decisions,
+        tail=100,
+    )
+    try:
+        count = follower.catch_up(timeout_s=30)
+        # At start (a restarted worker, or one that takes over a partition): held, released, held.
+        assert (count.held, count.released) == (4, 1)
+        assert history.held("Order", b"1:7")
+        assert history.held("Order", b"1:6")
+        assert not history.held("Order", b"1:8")
+        assert not history.held("Order", b"1:9")
 
-    seeded = seed_holds(history, KafkaSettings(bootstrap_servers=kafka_bootstrap), "Order", review)
-
-    assert seeded == 2
-    assert history.held("Order", b"1:7")
-    assert history.held("Order", b"1:8")
-    assert not history.held("Order", b"1:9")
+        # While running: another worker holds 1:9; a person releases 1:7 at version 100 (not its newest).
+        producer.produce(review, key=b"1:9", value=b"held order bytes", headers=[("version", b"50")])
+        early = Decision("Order", "1:7", RELEASED, 100, "e", "tester", "2026-11-27T10:01:00.000Z")
+        producer.produce(decisions, key=early.topic_key, value=early.to_bytes())
+        assert producer.flush(10) == 0
+        deadline = time.monotonic() + 30
+        while not history.held("Order", b"1:9") and time.monotonic() < deadline:
+            follower.poll_new()
+            time.sleep(0.1)
+        for _ in range(20):  # the decision too, whichever topic is fetched first
+            follower.poll_new()
+            time.sleep(0.1)
+        assert history.held("Order", b"1:9")
+        assert history.held("Order", b"1:7")  # version 200 was held after the release of 100
+    finally:
+        follower.close()

@@ -75,6 +75,17 @@ def test_a_release_of_the_newest_held_version_unholds_the_key() -> None:
     assert history.held("Order", b"1:1043")
 
 
+def test_a_held_record_read_after_the_release_that_covers_it_does_not_hold_the_key_again() -> None:
+    # A worker reads the review and the decision topics side by side: either may come first.
+    history = AnomalyHistory()
+    assert not apply_decision(history, _decision(version=200))
+    history.hold("Order", b"1:1043", 200)
+    history.hold("Order", b"1:1043", 150)
+    assert not history.held("Order", b"1:1043")
+    history.hold("Order", b"1:1043", 201)  # held after the decision: waits for its own
+    assert history.held("Order", b"1:1043")
+
+
 def test_only_a_release_unholds_and_a_key_never_held_is_left_alone() -> None:
     history = AnomalyHistory()
     history.hold("Order", b"1:1043", 200)
