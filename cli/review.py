@@ -188,15 +188,18 @@ def render_table(orders: Sequence[HeldOrder]) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
+    """``value`` as JSON can print it: a decoded Avro datum holds Decimals, UUIDs and datetimes."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    return str(value)  # Decimal (exact, as text), UUID
 
 
 def held_json(order: HeldOrder, *, whole: bool = False) -> dict[str, Any]:

@@ -179,11 +179,24 @@ def test_a_released_order_reaches_the_canonical_topic_and_its_later_versions_flo
         assert [line.split()[0] for line in lines[1:]] == ["1:1043", "1:1044"]
         assert all("order_value_outlier" in line and line.endswith("pending") for line in lines[1:])
 
+        code, printed = _review(capsys, topics, "show", "1:1043")
+        assert code == 0
+        whole = json.loads(printed)
+        assert whole["order"]["meta"]["event_id"] == str(held_1043["meta"]["event_id"])
+        assert whole["order"]["reference"] == held_1043["reference"]
+        assert "order value 65.880000 EUR vs median" in whole["anomalies"][0]["reason"]
+
         code, said = _review(capsys, topics, "release", "1:1043", "--by", "tester", "--yes")
         assert code == 0, said
         assert said.startswith("released 1:1043 version ")
         code, said = _review(capsys, topics, "release", "1:1043", "--by", "tester", "--yes")
         assert (code, "is already released" in said) == (0, True)
+        code, said = _review(capsys, topics, "release", "1:1044", "--by", "tester", "--dry-run")
+        assert (code, said.startswith("would release 1:1044 version ")) == (0, True)
+        assert (
+            psinfor(["review", "reject", "1:1044", "--by", "tester", "--reason", "x"]) == 2
+        )  # no --yes, no tty
+        assert "confirm with --yes" in capsys.readouterr().err
         code, said = _review(
             capsys, topics, "reject", "1:1044", "--by", "tester", "--reason", "test order", "--yes"
         )
