@@ -61,6 +61,7 @@ from connectors.prestashop.models import (
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query, Sort, equals
 from ingest.prestashop_poller.raw import RawRecord, snapshot
+from ingest.prestashop_poller.window import format_shop_time
 from pipeline.errors import InvalidMessage
 
 M = TypeVar("M", bound=PsModel)
@@ -356,3 +357,30 @@ def payment_snapshots(
         )
         for payment in payment_bundles(order_bundle)
     ]
+
+
+def row_snapshot(
+    model: PsModel,
+    record: JsonRecord,
+    kind: str,
+    *,
+    shop_id: int,
+    poll_run_id: str,
+    trigger: str,
+    correlation_id: str,
+) -> RawRecord:
+    """The raw record of what :meth:`BundleReader.for_row` returned: keyed by the row it names (for an
+    address or a combination, its customer or product) and dated with that row's own ``date_upd``."""
+    date_upd = getattr(model, "date_upd", None)
+    return snapshot(
+        shop_id=shop_id,
+        resource=model.RESOURCE,
+        node=type(model).NODE,
+        id_=model.id,
+        record=record,
+        date_upd=format_shop_time(date_upd) if date_upd is not None else None,
+        poll_run_id=poll_run_id,
+        trigger=trigger,
+        correlation_id=correlation_id,
+        kind=kind,
+    )

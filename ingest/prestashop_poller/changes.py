@@ -45,12 +45,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Literal
+from typing import Any
 
 from connectors.prestashop.client import Fetched, PrestaShopClient
 from connectors.prestashop.models import Address, Customer, Order, Product, PsModel
 from connectors.prestashop.query import CHANGE_ORDER, Query, Sort, between, greater_than
-from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
+from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots, row_snapshot
 from ingest.prestashop_poller.freshness import FreshReads
 from ingest.prestashop_poller.pages import first_page
 from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, RawRecord, produce_raw, snapshot
@@ -78,20 +78,25 @@ Position = tuple[datetime, int]
 
 @dataclass(frozen=True, slots=True)
 class ChangeFeed:
-    """A resource read by ``date_upd`` windows, and where its first run starts (module docstring)."""
+    """A resource read by ``date_upd`` windows (module docstring).
+
+    ``backstop``: the loop stands behind the resource's webhook notifications, so a first run starts at
+    its first pass's "now" (not at ``start_at``) and a version a notification's read already wrote is
+    not read again. The orders loop is the authoritative path of orders and writes every version.
+    """
 
     model: type[PsModel]
-    first_run: Literal["start_at", "now"]
+    backstop: bool
 
     @property
     def resource(self) -> str:
         return self.model.RESOURCE
 
 
-ORDERS = ChangeFeed(Order, "start_at")
-CUSTOMERS = ChangeFeed(Customer, "now")
-ADDRESSES = ChangeFeed(Address, "now")
-PRODUCTS = ChangeFeed(Product, "now")
+ORDERS = ChangeFeed(Order, backstop=False)
+CUSTOMERS = ChangeFeed(Customer, backstop=True)
+ADDRESSES = ChangeFeed(Address, backstop=True)
+PRODUCTS = ChangeFeed(Product, backstop=True)
 BACKSTOP_FEEDS = (CUSTOMERS, ADDRESSES, PRODUCTS)
 """The loops behind the customer and product notifications."""
 
@@ -147,7 +152,7 @@ class ChangesPoller:
         assert start is not None  # validated by PollerSettings
         self._watermark: datetime = start
         # A first run of a backstop feed starts at its first pass's "now" instead (module docstring).
-        self._start_at_first_pass = feed.first_run == "now"
+        self._start_at_first_pass = feed.backstop
         self._confirmed = RecentVersions()
         self._restored = False
         self._bundles = BundleReader(client)
@@ -169,7 +174,7 @@ class ChangesPoller:
         """Take the watermark and dedupe memory from the loaded store; False when none was stored."""
         self._restored = True
         value = self._store.get(self._key)
-        first = "start_at" if self._feed.first_run == "start_at" else "the first pass's now"
+        first = "the first pass's now" if self._feed.backstop else "start_at"
         if value is None:
             log.info(
                 "no stored watermark: starting at %s",
@@ -313,7 +318,7 @@ class _Pass:
                 continue
             new.append(fetched)
         # The related rows are read after the page: they are at least as new as the row.
-        if p._feed is ORDERS:
+        if p._feed.model is Order:
             written = await self._order_records(new)
         else:
             written = [(fetched, [await self._row_record(fetched)]) for fetched in new]
@@ -343,10 +348,9 @@ class _Pass:
         (a notification's, recorded in FreshReads once acknowledged): its bundle is not read again.
 
         The version changed at the latest by the end of its ``date_upd`` second, in the shop's zone.
-        The orders loop, the fast and authoritative path of orders, always writes.
         """
         p = self.p
-        if p._feed is ORDERS or p._fresh is None:
+        if not p._feed.backstop or p._fresh is None:
             return False
         changed_by = model.date_upd.replace(microsecond=0, tzinfo=self.zone).timestamp() + 1.0
         return p._fresh.answered(p._feed.resource, model.id, changed_by)
@@ -385,18 +389,14 @@ class _Pass:
         """The bundle of a customer, product or address row, as the notification reader writes it."""
         p = self.p
         model, record, kind = await p._bundles.for_row(fetched)
-        date_upd = getattr(model, "date_upd", None)
-        return snapshot(
+        return row_snapshot(
+            model,
+            record,
+            kind,
             shop_id=p._shop_id,
-            resource=model.RESOURCE,
-            node=type(model).NODE,
-            id_=model.id,
-            record=record,
-            date_upd=format_shop_time(date_upd) if date_upd is not None else None,
             poll_run_id=p._run_id,
             trigger="poll",
             correlation_id=uuid.uuid4().hex,
-            kind=kind,
         )
 
     def _on_delivery(self, ticket: int) -> Callable[[Delivery], None]:

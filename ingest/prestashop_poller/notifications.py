@@ -47,10 +47,9 @@ from typing import Any
 
 from connectors.prestashop.client import PrestaShopClient
 from connectors.prestashop.models import MODEL_BY_RESOURCE, Order, OrderCarrier, PsModel
-from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots
+from ingest.prestashop_poller.bundles import BundleReader, payment_snapshots, row_snapshot
 from ingest.prestashop_poller.freshness import FreshReads
-from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK, snapshot
-from ingest.prestashop_poller.window import format_shop_time
+from ingest.prestashop_poller.raw import RAW_TOPIC_BY_RESOURCE, SOURCE_WEBHOOK
 from pipeline.errors import InvalidMessage
 from pipeline.metrics import POLLER_NOTIFICATIONS
 from pipeline.producer import PipelineProducer
@@ -233,19 +232,15 @@ class NotificationReader:
                 continue
             POLLER_NOTIFICATIONS.labels(target.resource, "read").inc()
             model, raw_record, kind = fetched
-            date_upd = getattr(model, "date_upd", None)
             correlation_id = correlation.decode(errors="replace") if correlation else uuid.uuid4().hex
-            raw = snapshot(
+            raw = row_snapshot(
+                model,
+                raw_record,
+                kind,
                 shop_id=self._shop_id,
-                resource=model.RESOURCE,
-                node=type(model).NODE,
-                id_=model.id,
-                record=raw_record,
-                date_upd=format_shop_time(date_upd) if date_upd is not None else None,
                 poll_run_id=self._run_id,
                 trigger="notification",
                 correlation_id=correlation_id,
-                kind=kind,
             )
             records = [raw]
             if isinstance(model, Order) and kind == "bundle":
