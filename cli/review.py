@@ -24,7 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -218,15 +218,10 @@ def held_json(order: HeldOrder, *, whole: bool = False) -> dict[str, Any]:
         },
         "versions": [held.version for held in sorted(order.versions, key=lambda held: held.version)],
         "anomalies": _plain(newest.datum.get("anomalies") or []),
-        "decision": None if order.decision is None else _decision_dict(order.decision),
+        "decision": None if order.decision is None else asdict(order.decision),
     }
     if whole:
         found["order"] = _plain(newest.datum)
-    return found
-
-
-def _decision_dict(decision: Decision) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(decision.to_bytes())
     return found
 
 
@@ -316,22 +311,10 @@ def topic_names(pairs: Sequence[str]) -> dict[str, str]:
     return names
 
 
-@dataclass
-class ReviewState:
-    """The review and decision topics as read at the start of a command, folded."""
-
-    held: dict[str, HeldOrder]
-    topics: dict[str, str]
-
-    def order(self, key: str) -> HeldOrder:
-        found = self.held.get(key)
-        if found is None:
-            review = self.topics[REVIEW_TOPIC]
-            raise LookupError(f"no order {key} on {review}; `psinfor review list --all` shows the held ones")
-        return found
-
-
-def read_state(settings: Settings, topics: dict[str, str], timeout_s: float, codec: AvroCodec) -> ReviewState:
+def read_state(
+    settings: Settings, topics: dict[str, str], timeout_s: float, codec: AvroCodec
+) -> dict[str, HeldOrder]:
+    """The held orders by key, as the review and decision topics say now."""
     reader = KafkaReader(settings.kafka, timeout_s=timeout_s)
     try:
         snapshot = reader.snapshot([topics[REVIEW_TOPIC], topics[DECISIONS_TOPIC]])
@@ -341,16 +324,29 @@ def read_state(settings: Settings, topics: dict[str, str], timeout_s: float, cod
         print(f"psinfor: topic {topic} does not exist (`psinfor topics apply` creates it)", file=sys.stderr)
     review = [record for record in snapshot.records if record.topic == topics[REVIEW_TOPIC]]
     decisions = [record for record in snapshot.records if record.topic == topics[DECISIONS_TOPIC]]
-    held = fold(review, decisions, lambda value: codec.decode(value, topics[REVIEW_TOPIC]))
-    return ReviewState(held, topics)
+    return fold(review, decisions, lambda value: codec.decode(value, topics[REVIEW_TOPIC]))
+
+
+def read_order(
+    args: argparse.Namespace, settings: Settings, topics: dict[str, str], codec: AvroCodec
+) -> HeldOrder | None:
+    """The held order ``args.key`` names; None, said on stderr, when none is held under that key."""
+    found = read_state(settings, topics, args.timeout, codec).get(args.key)
+    if found is None:
+        print(
+            f"psinfor: no order {args.key} on {topics[REVIEW_TOPIC]}; `psinfor review list --all` shows "
+            "the held ones",
+            file=sys.stderr,
+        )
+    return found
 
 
 def _list(args: argparse.Namespace) -> int:
     topics = topic_names(args.topic)
     settings = load_settings()
     with registry_client(settings.require_registry()) as registry:
-        state = read_state(settings, topics, args.timeout, AvroCodec(registry, RECORD))
-    orders = sorted(state.held.values(), key=lambda order: order.newest.record.timestamp_ms or 0)
+        held = read_state(settings, topics, args.timeout, AvroCodec(registry, RECORD))
+    orders = sorted(held.values(), key=lambda order: order.newest.record.timestamp_ms or 0)
     shown = [order for order in orders if args.all or order.status in (PENDING, RELEASING)]
     if args.format == "json":
         print(json.dumps([held_json(order) for order in shown], indent=2, ensure_ascii=False))
@@ -365,11 +361,8 @@ def _show(args: argparse.Namespace) -> int:
     topics = topic_names(args.topic)
     settings = load_settings()
     with registry_client(settings.require_registry()) as registry:
-        state = read_state(settings, topics, args.timeout, AvroCodec(registry, RECORD))
-    try:
-        order = state.order(args.key)
-    except LookupError as exc:
-        print(f"psinfor: {exc}", file=sys.stderr)
+        order = read_order(args, settings, topics, AvroCodec(registry, RECORD))
+    if order is None:
         return 1
     print(json.dumps(held_json(order, whole=True), indent=2, ensure_ascii=False))
     return 0
@@ -391,11 +384,8 @@ def _reject(args: argparse.Namespace) -> int:
         raise ConfigError("--reason must say why the order is rejected")
     settings = load_settings()
     with registry_client(settings.require_registry()) as registry:
-        state = read_state(settings, topics, args.timeout, AvroCodec(registry, RECORD))
-    try:
-        order = state.order(args.key)
-    except LookupError as exc:
-        print(f"psinfor: {exc}", file=sys.stderr)
+        order = read_order(args, settings, topics, AvroCodec(registry, RECORD))
+    if order is None:
         return 1
     newest = order.newest
     if order.status == REJECTED:
@@ -430,11 +420,8 @@ def _release(args: argparse.Namespace) -> int:
     settings = load_settings()
     with registry_client(settings.require_registry()) as registry:
         codec = AvroCodec(registry, RECORD)
-        state = read_state(settings, topics, args.timeout, codec)
-        try:
-            order = state.order(args.key)
-        except LookupError as exc:
-            print(f"psinfor: {exc}", file=sys.stderr)
+        order = read_order(args, settings, topics, codec)
+        if order is None:
             return 1
         newest = order.newest
         if order.status == RELEASED:
