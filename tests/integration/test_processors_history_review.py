@@ -43,8 +43,8 @@ GroupFactory = Callable[[], str]
 SEEDED = 29
 
 
-@pytest.fixture
-def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
+def orders_flow_topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
+    """The orders flow's topics for one test (review decisions included), the Order schemas registered."""
     made = Topics(
         {
             "raw.prestashop.orders": new_topic(),
@@ -53,6 +53,7 @@ def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
             "canonical.product.v1": new_topic(),
             "canonical.inventory.v1": new_topic(),
             "dlq.processors": new_topic(),
+            "state.review-decisions": new_topic(),
         }
     )
     subjects = [
@@ -65,16 +66,20 @@ def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
     return made
 
 
+@pytest.fixture
+def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
+    return orders_flow_topics(new_topic, registry_url)
+
+
 def _order(bundle: dict[str, Any]) -> AvroDatum:
     event = orders_flow.decode(json.dumps(bundle).encode(), SNAPSHOT_HEADERS)
     assert isinstance(event, orders_flow.OrderEvent)
     return orders_flow.to_order(event, load_rules(), ingested_at=INGESTED, correlation_id="seed")
 
 
-@pytest.fixture
-def seeded(kafka_bootstrap: str, registry_url: str, topics: Topics) -> list[str]:
-    """The usual orders a previous run left on canonical.order.v1; returns their keys."""
-    canonical = topics["canonical.order.v1"]
+def seed_usual_orders(kafka_bootstrap: str, registry_url: str, canonical: str) -> list[str]:
+    """The usual orders a previous run left on canonical.order.v1 (the worker's history seeds on
+    them); returns their keys."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     keys: list[str] = []
     with registry_client(RegistrySettings(url=registry_url)) as client:
@@ -90,6 +95,11 @@ def seeded(kafka_bootstrap: str, registry_url: str, topics: Topics) -> list[str]
             keys.append(key)
     assert producer.flush(30) == 0
     return keys
+
+
+@pytest.fixture
+def seeded(kafka_bootstrap: str, registry_url: str, topics: Topics) -> list[str]:
+    return seed_usual_orders(kafka_bootstrap, registry_url, topics["canonical.order.v1"])
 
 
 @pytest.fixture

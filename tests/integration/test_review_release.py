@@ -30,11 +30,17 @@ from cli.main import main as psinfor
 from pipeline.settings import RegistrySettings
 from processors.review_decisions import Decision
 from schemas.codec import AvroCodec, AvroDatum
-from schemas.registry import SubjectSchema, register_schemas, registry_client
+from schemas.registry import registry_client
 from tests.conftest import NewTopicFactory
 from tests.integration.processor_worker import processor_worker
 from tests.integration.test_processor_runtime_production import Topics, _consume, _headers, _key, _produce
-from tests.integration.test_processors_history_review import SEEDED, _bundle, _order
+from tests.integration.test_processors_history_review import (
+    SEEDED,
+    _bundle,
+    _order,
+    orders_flow_topics,
+    seed_usual_orders,
+)
 from tests.unit.test_processors_history import small_bundle
 from tests.unit.test_processors_prestashop_orders import SNAPSHOT_HEADERS
 
@@ -45,42 +51,14 @@ GroupFactory = Callable[[], str]
 
 @pytest.fixture
 def topics(new_topic: NewTopicFactory, registry_url: str) -> Topics:
-    made = Topics(
-        {
-            "raw.prestashop.orders": new_topic(),
-            "canonical.order.v1": new_topic(partitions=2),
-            "review.order.v1": new_topic(),
-            "canonical.product.v1": new_topic(),
-            "canonical.inventory.v1": new_topic(),
-            "dlq.processors": new_topic(),
-            "state.review-decisions": new_topic(),
-        }
-    )
-    subjects = [
-        SubjectSchema(f"{made['canonical.order.v1']}-value", "Order"),
-        SubjectSchema(f"{made['review.order.v1']}-value", "Order"),
-    ]
-    with registry_client(RegistrySettings(url=registry_url)) as client:
-        results = register_schemas(client, subjects)
-    assert all(result.outcome in ("registered", "unchanged") for result in results), results
-    return made
+    return orders_flow_topics(new_topic, registry_url)
 
 
-def _seed(kafka_bootstrap: str, registry_url: str, canonical: str) -> None:
-    """The usual orders a previous run left on canonical.order.v1 (the worker's history seeds on them)."""
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
-    with registry_client(RegistrySettings(url=registry_url)) as client:
-        codec = AvroCodec(client, "Order")
-        for number in range(SEEDED):
-            datum = _order(small_bundle(2000 + number, 2 if number % 3 == 0 else 1))
-            headers: list[tuple[str, str | bytes | None]] = [("event_id", str(datum["meta"]["event_id"]))]
-            producer.produce(
-                canonical,
-                key=str(datum["order_key"]).encode(),
-                value=codec.encode(datum, canonical),
-                headers=headers,
-            )
-    assert producer.flush(30) == 0
+@pytest.fixture
+def cli_env(kafka_bootstrap: str, registry_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``psinfor review`` run in process reaches the session's broker and registry."""
+    monkeypatch.setenv("PSINFOR_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("PSINFOR_REGISTRY__URL", registry_url)
 
 
 def _keys_on(bootstrap: str, topic: str) -> list[bytes]:
@@ -137,16 +115,14 @@ def test_a_released_order_reaches_the_canonical_topic_and_its_later_versions_flo
     new_group: GroupFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
 ) -> None:
-    monkeypatch.setenv("PSINFOR_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("PSINFOR_REGISTRY__URL", registry_url)
     canonical, review, raw = (
         topics["canonical.order.v1"],
         topics["review.order.v1"],
         topics["raw.prestashop.orders"],
     )
-    _seed(kafka_bootstrap, registry_url, canonical)
+    seed_usual_orders(kafka_bootstrap, registry_url, canonical)
     app_id = new_group()
 
     def worker() -> AbstractContextManager[subprocess.Popen[bytes]]:
@@ -255,10 +231,8 @@ def test_an_interrupted_release_is_finished_without_writing_the_order_twice(
     registry_url: str,
     topics: Topics,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
 ) -> None:
-    monkeypatch.setenv("PSINFOR_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("PSINFOR_REGISTRY__URL", registry_url)
     canonical, review, decisions = (
         topics["canonical.order.v1"],
         topics["review.order.v1"],
