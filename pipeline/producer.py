@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client.metrics import Counter as CounterChild
@@ -106,6 +106,22 @@ def _expire(acked: asyncio.Future[Delivery | None]) -> None:
     """``produce_acked``'s timeout: settle the wait with None (no acknowledgement in time)."""
     if not acked.done():
         acked.set_result(None)
+
+
+class AckedProducer(Protocol):
+    """What a stage needs of :class:`PipelineProducer` to write a record and know it is durable: the
+    receivers (webhooks, IMS), the MI poller and the sinks' own writes (links, marks, statuses)."""
+
+    async def produce_acked(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: HeaderList = (),
+        ack_timeout_s: float = 10.0,
+    ) -> tuple[int, int]:
+        """Return ``(partition, offset)`` once the broker acknowledged the record."""
+        ...
 
 
 class PipelineProducer:

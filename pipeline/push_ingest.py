@@ -33,23 +33,13 @@ from starlette.requests import Request
 
 from pipeline.errors import ConfigError
 from pipeline.health import HealthState
-from pipeline.producer import HeaderList
+from pipeline.producer import AckedProducer
 from pipeline.settings import env_name
 
 
-class AckingProducer(Protocol):
-    """The producer side of a push receiver (``pipeline.producer.PipelineProducer`` provides it)."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]:
-        """Return ``(partition, offset)`` once the broker acknowledged the record."""
-        ...
+class AckingProducer(AckedProducer, Protocol):
+    """The producer side of a push receiver (``pipeline.producer.PipelineProducer`` provides it): an
+    acknowledged write, and whether the cluster answers (readiness)."""
 
     def broker_reachable(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers (blocking)."""

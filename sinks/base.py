@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from pipeline.producer import HeaderList, PipelineProducer
+from pipeline.producer import PipelineProducer
 from pipeline.records import SourceRecord
 from pipeline.settings import Settings
 from rules.engine import Rules
@@ -114,20 +114,6 @@ class Sink(Protocol, Generic[ModelT]):
     async def apply(self, model: ModelT, context: SinkContext) -> Applied:
         """Make ``model`` true in the target, idempotently; returns when the effect is durable there."""
         ...
-
-
-class AckedProducer(Protocol):
-    """The part of :class:`pipeline.producer.PipelineProducer` a sink's own writes use (links, marks,
-    emitted statuses): each returns once the broker acknowledged the record."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,10 @@ from typing import Any, Final, Protocol, TypeVar
 
 from connectors.infor.adapter import Address as M3Address
 from connectors.infor.adapter import Customer as M3Customer
-from pipeline.producer import HeaderList
+from pipeline.producer import AckedProducer, HeaderList
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore
 from schemas.codec import AvroDatum
-from sinks.base import AckedProducer, SinkResources
+from sinks.base import SinkResources
 
 log = logging.getLogger(__name__)
 

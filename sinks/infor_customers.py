@@ -43,7 +43,7 @@ from connectors.infor.gateway import TARGET, open_gateway
 from connectors.infor.ionapi import load_ionapi
 from connectors.infor.m3 import M3Adapter, M3OrderDefaults
 from pipeline.errors import InvalidMessage, PipelineError, RetryableError
-from pipeline.producer import HeaderList
+from pipeline.producer import AckedProducer, HeaderList
 from pipeline.ratelimit import AdaptiveRateLimiter, RatePolicy
 from pipeline.settings import InforSettings, Settings
 from processors.erp_links import (
@@ -57,7 +57,7 @@ from processors.erp_links import (
 from rules.address import clean
 from rules.engine import Rules
 from schemas.codec import AvroDatum
-from sinks.base import AckedProducer, Applied, SinkContext, SinkResources, Skip
+from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.echo import INFOR, EchoGuard, EchoSubject, keep_m3_fields, open_echo_guard
 
 log = logging.getLogger(__name__)

@@ -80,12 +80,13 @@ from connectors.infor.adapter import CustomerPayment, ErpOrderRef, InvoiceBalanc
 from connectors.infor.errors import MiBusinessError
 from connectors.infor.gateway import TARGET
 from pipeline.errors import InvalidMessage, PipelineError
+from pipeline.producer import AckedProducer
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore, OrderLink
 from rules.address import clean
 from rules.canonical_status import OrderStatus, PaymentStatus
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
-from sinks.base import AckedProducer, Applied, SinkContext, SinkResources, Skip
+from sinks.base import Applied, SinkContext, SinkResources, Skip
 from sinks.infor_customers import InforSinkOptions, m3_rejection, open_m3, sink_options
 from sinks.order_status_emitter import (
     STATUS_RECORD,

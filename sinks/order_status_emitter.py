@@ -25,10 +25,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
+from pipeline.producer import AckedProducer
 from rules.canonical_status import OrderStatus
 from schemas.codec import AvroCodec, AvroDatum
 from schemas.registry import registry_client
-from sinks.base import AckedProducer, SinkResources
+from sinks.base import SinkResources
 
 STATUS_TOPIC: Final = "canonical.order-status.v1"
 """Catalogue name of the topic the conclusions go to (keyed by order key)."""

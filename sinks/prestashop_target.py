@@ -73,6 +73,7 @@ from connectors.prestashop.models import Combination, OrderState, Product
 from connectors.prestashop.order_states import StandardState
 from connectors.prestashop.query import Query
 from pipeline.errors import InvalidMessage
+from pipeline.producer import AckedProducer
 from pipeline.ratelimit import AdaptiveRateLimiter, RateLimitedTransport, RatePolicy
 from pipeline.settings import PrestaShopSettings
 from processors.erp_links import LINKS_TOPIC, ErpLinkIndex, ErpLinkStore
@@ -80,7 +81,7 @@ from rules.canonical_status import FulfillmentStatus, Lifecycle, OrderStatus, Pa
 from rules.engine import Rules
 from rules.status import MergeOutcome, ShopStates, StatusRules
 from schemas.codec import AvroDatum
-from sinks.base import AckedProducer, SinkResources
+from sinks.base import SinkResources
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from connectors.infor.mi import MiValue
 from ingest.infor_events.routing import InforEntity, received_at_text
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.metrics import MESSAGES
-from pipeline.producer import HeaderList
+from pipeline.producer import AckedProducer
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +79,6 @@ class CursorStore(Protocol):
 
     def put(self, key: str, value: Mapping[str, Any]) -> None:
         """Store ``value``; returns only after the broker acknowledged it."""
-        ...
-
-
-class RecordProducer(Protocol):
-    """``pipeline.producer.PipelineProducer.produce_acked``."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]:
-        """Return ``(partition, offset)`` once the broker acknowledged the record."""
         ...
 
 
@@ -183,7 +168,7 @@ class MiPoller:
     def __init__(
         self,
         mi: MiReader,
-        producer: RecordProducer,
+        producer: AckedProducer,
         store: CursorStore,
         *,
         topics: Mapping[InforEntity, str],

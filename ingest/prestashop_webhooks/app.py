@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -41,31 +41,12 @@ from pipeline.errors import ProduceError, RetryableError
 from pipeline.health import HealthState, metrics_exposition
 from pipeline.log import correlation_scope
 from pipeline.metrics import WEBHOOK_PRODUCE_SECONDS, WEBHOOK_REQUESTS
-from pipeline.producer import HeaderList
+from pipeline.push_ingest import AckingProducer
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/prestashop/{shop_key}"
 _WEBHOOK_PREFIX = WEBHOOK_PATH.removesuffix("{shop_key}")
-
-
-class AckingProducer(Protocol):
-    """What the app needs from the producer (``pipeline.producer.PipelineProducer`` provides it)."""
-
-    async def produce_acked(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: HeaderList = (),
-        ack_timeout_s: float = 10.0,
-    ) -> tuple[int, int]:
-        """Return ``(partition, offset)`` once the broker acknowledged the record."""
-        ...
-
-    def broker_reachable(self, timeout_s: float = 2.0) -> bool:
-        """True when the cluster answers (blocking)."""
-        ...
 
 
 class Accepted(BaseModel):

@@ -27,13 +27,13 @@ from types import TracebackType
 
 import uvicorn
 
-from ingest.prestashop_webhooks.app import AckingProducer, ReceiverApp, create_app
+from ingest.prestashop_webhooks.app import ReceiverApp, create_app
 from ingest.prestashop_webhooks.dedupe import WebhookDeduper
 from ingest.prestashop_webhooks.receiver import Entity, WebhookReceiver, raw_topics
 from pipeline.health import HealthState
 from pipeline.log import configure_logging
 from pipeline.producer import PipelineProducer
-from pipeline.push_ingest import BackgroundServer, GracefulServer, listen_socket
+from pipeline.push_ingest import AckingProducer, BackgroundServer, GracefulServer, listen_socket
 from pipeline.settings import Settings, load_settings
 from schemas.catalogue import load_catalogue
 
